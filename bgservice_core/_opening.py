@@ -1,0 +1,194 @@
+"""Turning a backend list such as ``"heartbeat, credit-gate"`` into services.
+
+Opening happens in three phases, so that a mistake anywhere in the list is
+reported before any backend code runs:
+
+1. parse the list and resolve every name against metadata (nothing imported);
+2. import each selected backend and validate its hooks;
+3. call each backend's constructor with a configuration of its own.
+
+Names match exactly: case matters, and ``-`` and ``_`` are different characters.
+"""
+
+from __future__ import annotations
+
+import collections
+import difflib
+import logging
+import traceback
+from collections.abc import Callable, Sequence
+
+import pluggy
+
+from bgservice_core._contract import Config, Constructor, Service
+from bgservice_core._discovery import (
+    NOP,
+    BackendEntry,
+    group_entry_points,
+    registered_entries,
+    resolve,
+)
+from bgservice_core._errors import (
+    BackendLoadError,
+    InvalidBackendListError,
+    ServiceConstructionError,
+    UnknownBackendError,
+)
+from bgservice_core._hookspec import CONSTRUCTOR_HOOK, PROJECT_NAME, BackendSpec
+
+logger = logging.getLogger(__name__)
+
+
+def parse_backend_names(text: str) -> list[str]:
+    """Split a comma-separated backend list into names, in order.
+
+    Whitespace around names, empty entries and ``nop`` are ignored.
+
+    :raises InvalidBackendListError: a name appears more than once.
+    """
+    names = [part.strip() for part in text.split(",")]
+    names = [name for name in names if name and name != NOP]
+
+    counts = collections.Counter(names)
+    repeated = [name for name, count in counts.items() if count > 1]
+    if repeated:
+        raise InvalidBackendListError(text, repeated)
+    return names
+
+
+def open(names: str, config: Config) -> list[Service]:
+    """Build the services named in the comma-separated list ``names``, in order.
+
+    An empty list (or one of only ``nop``) returns no services without looking
+    at what is installed. Every selected backend is resolved before any is
+    imported, and only the selected ones are imported.
+
+    :param names: e.g. ``"heartbeat, credit-gate"``.
+    :param config: the chassis' configuration; each backend gets a copy with a
+        logger named after it.
+    :raises InvalidBackendListError: a name is listed twice.
+    :raises UnknownBackendError: names that nothing provides (all of them).
+    :raises BackendConflictError: two distributions provide one selected name.
+    :raises BackendLoadError: a selected backend fails to import or validate.
+    :raises ServiceConstructionError: a constructor raises or returns no service.
+    """
+    return list(open_by_name(names, config).values())
+
+
+def open_by_name(names: str, config: Config) -> dict[str, Service]:
+    """Like :func:`open`, but return the services keyed by backend name, in order."""
+    selected = resolve_backends(parse_backend_names(names))
+    constructors = [(entry.name, load_constructor(entry)) for entry in selected]
+    return {
+        name: build_service(name, constructor, config)
+        for name, constructor in constructors
+    }
+
+
+def resolve_backends(names: Sequence[str]) -> list[BackendEntry]:
+    """Find the source of every name, reporting all unknown names at once."""
+    if not names:
+        return []
+
+    # Listing the group reads each distribution's entry_points.txt, but no
+    # METADATA file: those are read only for the names selected below.
+    installed = group_entry_points()
+    registered = {entry.name for entry in registered_entries()}
+    available = set(installed.names) | registered
+
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        suggestions = {name: _close_matches(name, available) for name in unknown}
+        raise UnknownBackendError(unknown, available, suggestions)
+
+    return [resolve(name, installed.select(name=name)) for name in names]
+
+
+def load_constructor(entry: BackendEntry) -> Constructor:
+    """Import a backend and return its validated constructor.
+
+    :raises BackendLoadError: the import failed, or the plugin's hooks are wrong.
+    """
+    if entry.constructor is not None:
+        return entry.constructor
+    if entry.entry_point is None:
+        raise BackendLoadError(entry, "it has neither an entry point nor a constructor")
+
+    try:
+        plugin = entry.entry_point.load()
+    except (Exception, SystemExit) as err:
+        raise BackendLoadError(entry, f"import failed: {_describe(err)}") from err
+
+    logger.debug("imported backend %s", entry.describe())
+    return _validated_hook(entry, plugin)
+
+
+def build_service(name: str, constructor: Constructor, config: Config) -> Service:
+    """Call ``constructor`` with a configuration for ``name`` and check the result.
+
+    :raises ServiceConstructionError: it raised, or returned no service.
+    """
+    try:
+        service = constructor(config.for_backend(name))
+    except Exception as err:
+        raise ServiceConstructionError(name, _describe(err)) from err
+
+    missing = [
+        method
+        for method in ("start", "stop")
+        if not callable(getattr(service, method, None))
+    ]
+    if missing:
+        raise ServiceConstructionError(
+            name,
+            f"it returned {type(service).__name__} {service!r}, which has no "
+            f"callable {' or '.join(missing)}(); a service needs start() and stop()",
+        )
+    return service
+
+
+def _validated_hook(entry: BackendEntry, plugin: object) -> Constructor:
+    # A manager per backend keeps one plugin's bad hooks from affecting another.
+    manager = pluggy.PluginManager(PROJECT_NAME)
+    manager.add_hookspecs(BackendSpec)
+    try:
+        manager.register(plugin, name=entry.name)
+        manager.check_pending()
+    except (pluggy.PluginValidationError, ValueError) as err:
+        raise BackendLoadError(entry, f"hook validation failed: {err}") from err
+
+    hook = manager.hook.bgservice_build_service
+    if not hook.get_hookimpls():
+        raise BackendLoadError(
+            entry,
+            f"{entry.value!r} implements no {CONSTRUCTOR_HOOK!r} hook; define "
+            f"'def {CONSTRUCTOR_HOOK}(config)' there and mark it with "
+            "@bgservice_core.hookimpl",
+        )
+    return _hook_constructor(hook)
+
+
+def _hook_constructor(hook: pluggy.HookCaller) -> Callable[[Config], Service]:
+    def construct(config: Config) -> Service:
+        service = hook(config=config)
+        if service is None:
+            raise TypeError(f"hook {CONSTRUCTOR_HOOK!r} returned None")
+        return service  # type: ignore[no-any-return]
+
+    return construct
+
+
+def _close_matches(name: str, available: set[str]) -> list[str]:
+    by_lowercase = {candidate.lower(): candidate for candidate in available}
+    if name.lower() in by_lowercase:
+        return [by_lowercase[name.lower()]]
+    return difflib.get_close_matches(name, sorted(available), n=3, cutoff=0.6)
+
+
+def _describe(err: BaseException) -> str:
+    """Name an exception's type and message, and where it was raised."""
+    text = f"{type(err).__name__}: {err}"
+    frames = traceback.extract_tb(err.__traceback__)
+    if frames:
+        text += f" (at {frames[-1].filename}:{frames[-1].lineno})"
+    return text

@@ -1,0 +1,79 @@
+"""Reading a backend's own settings from environment variables, validated.
+
+Backends call these from their constructor, so that a bad value stops the
+chassis at startup with a :class:`SettingError` naming the variable and value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from bgservice_core._errors import SettingError
+
+
+def read_text(variable: str, default: str) -> str:
+    """Return the variable's value stripped of surrounding whitespace, or ``default``.
+
+    :raises SettingError: the variable is set but blank.
+    """
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    if not raw.strip():
+        raise SettingError(variable, raw, "a non-empty value, or leave it unset")
+    return raw.strip()
+
+
+def read_seconds(variable: str, default: float) -> float:
+    """Return a positive, finite number of seconds from ``variable``.
+
+    :raises SettingError: the value is not such a number.
+    """
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    expected = f"a positive number of seconds, such as {default:g}"
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise SettingError(variable, raw, expected) from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise SettingError(variable, raw, expected)
+    return seconds
+
+
+def read_integer(
+    variable: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
+    """Return a whole number from ``variable``, within the bounds given.
+
+    :raises SettingError: the value is not such a number.
+    """
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    expected = _integer_expectation(default, minimum, maximum)
+    try:
+        number = int(raw.strip())
+    except ValueError:
+        raise SettingError(variable, raw, expected) from None
+    if (minimum is not None and number < minimum) or (
+        maximum is not None and number > maximum
+    ):
+        raise SettingError(variable, raw, expected)
+    return number
+
+
+def _integer_expectation(default: int, minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"a whole number from {minimum} to {maximum}, such as {default}"
+    if minimum is not None:
+        return f"a whole number of at least {minimum}, such as {default}"
+    if maximum is not None:
+        return f"a whole number of at most {maximum}, such as {default}"
+    return f"a whole number, such as {default}"

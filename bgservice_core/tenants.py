@@ -1,0 +1,213 @@
+"""The reference chassis' tenant admission state, kept in an embedded SQLite file.
+
+:class:`SQLiteTenantStore` is the :class:`~bgservice_core.Gate` that
+``bgservice run`` hands to its services. One row per tenant records whether the
+tenant is suspended, the status and reason a denied request gets, and when and by
+which chassis node the row last changed.
+
+A chassis with its own tenant database implements :class:`~bgservice_core.Gate`
+over that instead; this module only exists so the reference chassis is real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from bgservice_core._errors import BGServiceError
+
+#: Lowercase letters, digits and inner hyphens, like a DNS label.
+SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+#: Seconds a writer waits for another writer's lock before giving up.
+BUSY_TIMEOUT_SECONDS = 5.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    slug        TEXT PRIMARY KEY,
+    suspended   INTEGER NOT NULL DEFAULT 0 CHECK (suspended IN (0, 1)),
+    deny_status INTEGER,
+    deny_reason TEXT NOT NULL DEFAULT '',
+    changed_at  TEXT NOT NULL,
+    changed_by  TEXT NOT NULL
+)
+"""
+
+
+class TenantError(BGServiceError, ValueError):
+    """A gate change or tenant operation was refused; nothing was changed."""
+
+
+class UnknownTenantError(TenantError, LookupError):
+    """The slug names no tenant in the store.
+
+    :param slug: the slug asked for.
+    """
+
+    def __init__(self, slug: str) -> None:
+        self.slug = slug
+        super().__init__(
+            f"no tenant with slug {slug!r}; add it first (bgservice tenants add {slug})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Tenant:
+    """One tenant's admission state."""
+
+    slug: str
+    suspended: bool
+    deny_status: int | None
+    deny_reason: str
+    changed_at: str
+    changed_by: str
+
+
+class SQLiteTenantStore:
+    """Tenant admission state in a SQLite database file; a thread-safe Gate.
+
+    Each call opens its own connection, so services may call :meth:`set_gate`
+    from their own threads.
+
+    :param path: the database file; created, with its table, when missing.
+    :param node_id: the chassis node recorded as the author of each change.
+    """
+
+    def __init__(self, path: str | Path, node_id: str) -> None:
+        self.path = Path(path)
+        self.node_id = node_id
+        try:
+            with self._transaction() as connection:
+                connection.execute(_SCHEMA)
+        except sqlite3.Error as err:
+            raise TenantError(
+                f"cannot use {str(self.path)!r} as the tenant database: {err}; "
+                "point --db or BGSERVICE_DB at a writable SQLite file"
+            ) from err
+
+    def set_gate(
+        self, slug: str, suspended: bool, deny_status: int, deny_reason: str
+    ) -> None:
+        """Engage or release the tenant's gate in one read-modify-write transaction.
+
+        Releasing clears the deny status and reason.
+
+        :raises TenantError: the slug, status or reason is invalid.
+        :raises UnknownTenantError: no tenant has this slug.
+        """
+        check_slug(slug)
+        if suspended:
+            _check_denial(deny_status, deny_reason)
+
+        with self._transaction() as connection:
+            row = connection.execute(
+                "SELECT slug FROM tenants WHERE slug = ?", (slug,)
+            ).fetchone()
+            if row is None:
+                raise UnknownTenantError(slug)
+            connection.execute(
+                "UPDATE tenants SET suspended = ?, deny_status = ?, deny_reason = ?,"
+                " changed_at = ?, changed_by = ? WHERE slug = ?",
+                (
+                    int(suspended),
+                    deny_status if suspended else None,
+                    deny_reason if suspended else "",
+                    _now(),
+                    self.node_id,
+                    slug,
+                ),
+            )
+
+    def add_tenant(self, slug: str) -> bool:
+        """Add an admitted tenant; return False if it existed already."""
+        check_slug(slug)
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                "INSERT INTO tenants (slug, changed_at, changed_by) VALUES (?, ?, ?)"
+                " ON CONFLICT (slug) DO NOTHING",
+                (slug, _now(), self.node_id),
+            )
+            return cursor.rowcount == 1
+
+    def get(self, slug: str) -> Tenant:
+        """Return one tenant's state.
+
+        :raises UnknownTenantError: no tenant has this slug.
+        """
+        tenants = self._select("WHERE slug = ?", (slug,))
+        if not tenants:
+            raise UnknownTenantError(slug)
+        return tenants[0]
+
+    def tenants(self) -> list[Tenant]:
+        """Return every tenant, sorted by slug."""
+        return self._select("ORDER BY slug", ())
+
+    def _select(self, clause: str, parameters: tuple[str, ...]) -> list[Tenant]:
+        with self._transaction() as connection:
+            rows = connection.execute(
+                "SELECT slug, suspended, deny_status, deny_reason, changed_at,"
+                f" changed_by FROM tenants {clause}",
+                parameters,
+            ).fetchall()
+        return [
+            Tenant(slug, bool(suspended), status, reason, changed_at, changed_by)
+            for slug, suspended, status, reason, changed_at, changed_by in rows
+        ]
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Open a connection and hold the write lock from the first statement on.
+
+        BEGIN IMMEDIATE takes the lock before the read, so a concurrent writer
+        waits (up to the busy timeout) instead of overwriting what we read.
+        """
+        connection = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None
+        )
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+
+
+def check_slug(slug: str) -> None:
+    """Reject a slug that is not a lowercase DNS-label-like name."""
+    if not isinstance(slug, str) or not SLUG_PATTERN.fullmatch(slug):
+        raise TenantError(
+            f"invalid tenant slug {slug!r}: use 1 to 63 lowercase letters, digits "
+            "and inner hyphens, such as 'acme-corp'"
+        )
+
+
+def _check_denial(deny_status: int, deny_reason: str) -> None:
+    if isinstance(deny_status, bool) or not isinstance(deny_status, int):
+        raise TenantError(
+            f"invalid deny status {deny_status!r}: use an HTTP status from 400 to 599"
+        )
+    if not 400 <= deny_status <= 599:
+        raise TenantError(
+            f"invalid deny status {deny_status}: a denied request needs an HTTP "
+            "error status from 400 to 599, such as 402 or 403"
+        )
+    if not isinstance(deny_reason, str) or not deny_reason.strip():
+        raise TenantError(
+            "a suspension needs a deny reason, such as 'credit_exhausted', so "
+            "operators can tell why the tenant is denied"
+        )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
