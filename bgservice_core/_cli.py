@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
+from click.shell_completion import CompletionItem
 
 from bgservice_core._errors import ENTRY_POINT_GROUP, BGServiceError, ExitCode
 from bgservice_core._version import __version__
@@ -22,6 +28,12 @@ SERVICES_VARIABLE = "BGSERVICE_BACKGROUND_SERVICES"
 DEFAULT_DB = "bgservice.db"
 
 _IDENTITY_COLUMNS = ["name", "distribution", "version"]
+
+#: Marks the verdict ``check-one`` prints. A backend's own output is no verdict,
+#: and neither is a zero exit: it may call os._exit(0) while being imported.
+_VERDICT_PREFIX = "bgservice-check: "
+#: Seconds one backend's import may take under ``list --check``.
+CHECK_TIMEOUT = 60.0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +46,7 @@ def main() -> None:
       bgservice list
       bgservice tenants add acme
       bgservice run heartbeat
+      bgservice new cleanup
     """
 
 
@@ -67,7 +80,8 @@ def list_command(as_json: bool, check: bool) -> None:
     elif as_json:
         click.echo(json.dumps(rows, indent=2))
     elif rows:
-        _print_table(rows, [*_IDENTITY_COLUMNS, "entry_point", "summary"])
+        columns = [*_IDENTITY_COLUMNS, "entry_point", "summary"]
+        _print_table(rows, columns, as_text=True)
     else:
         click.echo(f"no backends installed in entry-point group {ENTRY_POINT_GROUP!r}")
 
@@ -87,12 +101,17 @@ def _backend_rows(backends: dict[str, list[Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+def _print_table(
+    rows: list[dict[str, Any]], columns: list[str], *, as_text: bool = False
+) -> None:
     from tabulate import tabulate
 
     table = [[_cell(row, column) for column in columns] for row in rows]
     headers = [column.replace("_", " ") for column in columns]
-    click.echo(tabulate(table, headers=headers, tablefmt="simple"))
+    # as_text stops tabulate reading "1.10" as a number and printing "1.1".
+    click.echo(
+        tabulate(table, headers=headers, tablefmt="simple", disable_numparse=as_text)
+    )
     if any(row.get("conflict") for row in rows):
         click.echo(
             "\nCONFLICT: more than one distribution offers this name; selecting it "
@@ -118,7 +137,7 @@ def _report_checks(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif rows:
-        _print_table(rows, [*_IDENTITY_COLUMNS, "status"])
+        _print_table(rows, [*_IDENTITY_COLUMNS, "status"], as_text=True)
     else:
         click.echo(f"no backends installed in entry-point group {ENTRY_POINT_GROUP!r}")
     if any(row["status"] != "ok" for row in rows):
@@ -126,29 +145,59 @@ def _report_checks(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def _check_in_subprocess(name: str) -> str:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bgservice_core._cli", "check-one", name],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode == 0:
+    # -P keeps the working directory off sys.path: the check must import what
+    # ``bgservice run`` would, not a same-named source tree under the cwd.
+    command = [sys.executable, "-P", "-m", "bgservice_core._cli", "check-one", name]
+    try:
+        completed = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=CHECK_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        return f"import did not finish within {CHECK_TIMEOUT:g} s"
+
+    verdicts = [
+        line.removeprefix(_VERDICT_PREFIX)
+        for line in (completed.stdout + "\n" + completed.stderr).splitlines()
+        if line.startswith(_VERDICT_PREFIX)
+    ]
+    verdict = verdicts[-1] if verdicts else None
+    if verdict == "ok" and completed.returncode == 0:
         return "ok"
-    lines = (completed.stdout + completed.stderr).strip().splitlines()
-    return lines[-1] if lines else f"failed with exit code {completed.returncode}"
+    if verdict is not None and verdict != "ok":
+        return verdict
+    return _abnormal_exit(completed.returncode)
+
+
+def _abnormal_exit(returncode: int) -> str:
+    if returncode < 0:
+        return f"the check process was killed by signal {-returncode}"
+    return (
+        f"the check process exited with code {returncode} without a verdict; "
+        "the backend may end the interpreter while being imported"
+    )
 
 
 @main.command("check-one", hidden=True)
 @click.argument("name")
 def check_one(name: str) -> None:
-    """Import and validate one backend; used by ``list --check``."""
+    """Import and validate one backend; used by ``list --check``.
+
+    \b
+    Example:
+      bgservice check-one heartbeat
+    """
     from bgservice_core._opening import load_constructor, resolve_backends
 
     try:
         load_constructor(resolve_backends([name])[0])
     except BGServiceError as err:
-        click.echo(str(err).replace("\n", " "), err=True)
+        click.echo(_VERDICT_PREFIX + str(err).replace("\n", " "), err=True)
         sys.exit(err.exit_code)
+    click.echo(_VERDICT_PREFIX + "ok")
 
 
 # -- tenants -----------------------------------------------------------------
@@ -159,7 +208,10 @@ _db_option = click.option(
     default=DEFAULT_DB,
     show_default=True,
     type=click.Path(dir_okay=False),
-    help="The tenant database (SQLite file). Env: BGSERVICE_DB.",
+    help=(
+        "The tenant database: a SQLite file, or a postgresql:// URL (needs "
+        "bgservice-core[postgres]). Env: BGSERVICE_DB."
+    ),
 )
 
 
@@ -178,58 +230,102 @@ def tenants_group(ctx: click.Context, db: str, as_json: bool) -> None:
     ctx.obj = db
     if ctx.invoked_subcommand is not None:
         return
-    rows = [vars(tenant) for tenant in _open_store(db, _default_node_id()).tenants()]
+    tenants = _open_store(db, _default_node_id()).tenants()
+    rows = [dataclasses.asdict(tenant) for tenant in tenants]
+
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif rows:
-        columns = [
-            "slug",
-            "suspended",
-            "deny_status",
-            "deny_reason",
-            "changed_at",
-            "changed_by",
-        ]
-        _print_table(rows, columns)
+        _print_table(rows, list(rows[0]))
     else:
-        click.echo(f"no tenants in {db}; add one with: bgservice tenants add SLUG")
+        from bgservice_core.dsn import redact_dsn
+
+        shown = redact_dsn(db)
+        click.echo(f"no tenants in {shown}; add one with: {_add_example(ctx, shown)}")
+
+
+def _add_example(ctx: click.Context, db: str) -> str:
+    # A --db typed on the command line is not remembered, so the example repeats it.
+    if ctx.get_parameter_source("db") is ParameterSource.COMMANDLINE:
+        return f"bgservice tenants --db {shlex.quote(db)} add SLUG"
+    return "bgservice tenants add SLUG"
 
 
 @tenants_group.command("add")
 @click.argument("slugs", nargs=-1, required=True)
+@click.option(
+    "--db",
+    "db_here",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The tenant database, when not given before 'add'.",
+)
 @click.pass_obj
-def tenants_add(db: str, slugs: Sequence[str]) -> None:
+def tenants_add(db: str, slugs: Sequence[str], db_here: str | None) -> None:
     """Add admitted tenants; existing ones are left as they are.
 
     \b
-    Example:
+    Examples:
       bgservice tenants add acme globex
+      bgservice tenants add acme --db /var/lib/bgservice/bgservice.db
     """
-    from bgservice_core.tenants import TenantError
+    from bgservice_core.tenants import TenantError, check_slug
 
-    store = _open_store(db, _default_node_id())
+    # Every slug is checked before any is added, so a typo changes nothing.
     for slug in slugs:
         try:
-            added = store.add_tenant(slug)
+            check_slug(slug)
         except TenantError as err:
             raise click.BadParameter(str(err), param_hint="SLUGS") from err
+
+    store = _open_store(db_here or db, _default_node_id())
+    for slug in slugs:
+        added = store.add_tenant(slug)
         click.echo(f"{'added' if added else 'exists'}: {slug}")
 
 
-def _open_store(db: str, node_id: str) -> Any:
-    from bgservice_core.tenants import SQLiteTenantStore, TenantError
+def _open_store(db: str, node_id: str, *, listen: bool = False) -> Any:
+    from bgservice_core.tenants import TenantError
+    from bgservice_core.tenants_postgres import PostgresTenantStore, open_tenant_store
 
     try:
-        return SQLiteTenantStore(db, node_id=node_id)
+        store = open_tenant_store(db, node_id, listen=listen)
     except TenantError as err:
         raise click.ClickException(str(err)) from err
+    if isinstance(store, PostgresTenantStore):
+        # It holds pooled connections, and a listening thread, until closed.
+        click.get_current_context().call_on_close(store.close)
+    return store
 
 
 # -- run ---------------------------------------------------------------------
 
 
+def _complete_backend_names(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Complete the name after the last comma from installed metadata only."""
+    from bgservice_core._discovery import group_entry_points
+
+    done, comma, current = incomplete.rpartition(",")
+    # Keep what was typed before the current name, spaces included.
+    prefix = done + comma + current[: len(current) - len(current.lstrip())]
+    chosen = {name.strip() for name in done.split(",")}
+    return [
+        CompletionItem(prefix + name)
+        for name in sorted(set(group_entry_points().names))
+        if name.startswith(current.strip()) and name not in chosen
+    ]
+
+
 @main.command("run")
-@click.argument("names", required=False, envvar=SERVICES_VARIABLE, default="")
+@click.argument(
+    "names",
+    required=False,
+    envvar=SERVICES_VARIABLE,
+    default="",
+    shell_complete=_complete_backend_names,
+)
 @click.option(
     "--node-id",
     default=None,
@@ -276,7 +372,8 @@ def run_command(
 
     NAMES is a comma-separated list such as "heartbeat,credit-gate"; without
     it, BGSERVICE_BACKGROUND_SERVICES is read. Empty entries and "nop" are
-    ignored. A second SIGINT or SIGTERM while draining exits at once.
+    ignored. A second SIGINT or SIGTERM while draining exits at once;
+    SIGHUP is ignored with a warning (nothing is reloaded).
 
     \b
     Exit codes:
@@ -304,7 +401,7 @@ def run_command(
     code = run_chassis(
         names=names,
         node_id=node_id or _default_node_id(),
-        store=_open_store(db, node_id or _default_node_id()),
+        store=_open_store(db, node_id or _default_node_id(), listen=True),
         drain_timeout=drain_timeout,
         start_timeout=start_timeout,
         crash_policy=on_crash,
@@ -313,18 +410,73 @@ def run_command(
 
 
 def _exit(code: ExitCode) -> NoReturn:
+    # A service's non-daemon thread may still run: a stop() that hung, a start()
+    # that timed out, or a leak. The interpreter would wait for it for ever.
+    lingering = [
+        thread.name
+        for thread in threading.enumerate()
+        if not thread.daemon and thread is not threading.main_thread()
+    ]
+    if lingering:
+        logging.getLogger("bgservice.chassis").warning(
+            "exiting without waiting for threads the services left running: %s",
+            ", ".join(lingering),
+        )
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    if code is ExitCode.DRAIN_TIMEOUT:
-        # A service's non-daemon thread may still be running; the interpreter
-        # would wait for it forever at exit.
+    if lingering or code is ExitCode.DRAIN_TIMEOUT:
         os._exit(code)
     sys.exit(code)
 
 
 def _default_node_id() -> str:
     return socket.getfqdn()
+
+
+# -- new ---------------------------------------------------------------------
+
+
+@main.command("new")
+@click.argument("name")
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to create it. Default: ./bgservice-NAME.",
+)
+def new_command(name: str, directory: Path | None) -> None:
+    """Create a backend distribution named NAME, ready to install and run.
+
+    It holds a working service with one setting, its entry point, and tests
+    that run the conformance check; the output says what to do next.
+
+    \b
+    Examples:
+      bgservice new cleanup
+      bgservice new credit-gate --directory plugins/bgservice-credit-gate
+    """
+    from bgservice_core import _scaffold
+
+    try:
+        target = directory or _scaffold.default_directory(name)
+        _scaffold.create_backend(name, target)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="NAME") from err
+    except FileExistsError as err:
+        raise click.UsageError(str(err)) from err
+
+    click.echo(f"created backend {name!r} in {target}")
+    for claimant in _scaffold.installed_claimants(name):
+        click.echo(
+            f"warning: backend {name!r} is already installed ({claimant}); "
+            "installing this one as well makes the name a conflict",
+            err=True,
+        )
+    click.echo(
+        f"next:\n  cd {shlex.quote(str(target))}\n  pip install -e '.[test]'\n"
+        f"  bgservice list\n  python -m pytest\n  bgservice run {name}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "bgservice.backends"
 
+#: How a backend registered with ``register()`` (not installed) is described.
+REGISTERED_IN_PROCESS = "(registered in-process)"
+
 
 class ExitCode(enum.IntEnum):
     """The exit codes of ``bgservice run``, one per kind of failure."""
@@ -122,8 +125,7 @@ class BackendConflictError(BGServiceError):
         listed = "\n".join(f"  {claimant}" for claimant in self.claimants)
         super().__init__(
             f"backend name {name!r} is provided more than once:\n{listed}\n"
-            "uninstall all but one of these distributions, or rename one of the "
-            "entry points"
+            + _conflict_advice(self.claimants)
         )
 
 
@@ -209,6 +211,20 @@ class SettingError(BGServiceError, ValueError):
         self.value = value
         self.expected = expected
         super().__init__(f"{variable}={value!r} is invalid: expected {expected}")
+
+
+def _conflict_advice(claimants: Sequence[str]) -> str:
+    # Uninstalling cannot remove an in-process registration, so say what can.
+    if any(claimant.startswith(REGISTERED_IN_PROCESS) for claimant in claimants):
+        return (
+            "register the in-process constructor under another name, or remove "
+            "the other provider (bgservice_core.unregister() for an in-process "
+            "one, uninstalling for a distribution)"
+        )
+    return (
+        "uninstall all but one of these distributions, or rename one of the "
+        "entry points"
+    )
 
 
 def _quoted_or(names: Sequence[str]) -> str:

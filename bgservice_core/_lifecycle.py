@@ -9,7 +9,8 @@ to get the same guarantees:
 - a crash reported by a running service is logged with its traceback, and by
   default asks the chassis to shut down so that its supervisor restarts it;
 - the drain stops every started service concurrently, all sharing one deadline,
-  and reports which stopped, which raised and which are still draining.
+  and reports which stopped, which raised and which are still draining;
+- a service is never stopped twice, nor while its ``start()`` is running.
 
 Each ``start()`` and ``stop()`` call runs in a daemon thread of its own, so that
 one that hangs can be named and abandoned instead of hanging the chassis.
@@ -19,10 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import NoReturn
 
 from bgservice_core._contract import Service
 from bgservice_core._errors import ExitCode, ServiceStartError
@@ -31,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 #: How often a waiting loop looks for a shutdown request; see request_shutdown.
 _POLL_SECONDS = 0.05
+
+_SLOW_START_HINT = (
+    "; start() should return at once and leave the work to a background thread"
+)
 
 
 class CrashPolicy(enum.Enum):
@@ -50,12 +58,15 @@ class DrainReport:
     :param failed: services whose ``stop()`` raised, with the exception.
     :param still_draining: services whose ``stop()`` had not returned in time.
     :param crashed: services that reported a crash while running.
+    :param crash_policy: the runner's policy; under ``REPORT`` a crash was only
+        logged, so it does not make the exit code a failure.
     """
 
     stopped: tuple[str, ...] = ()
     failed: Mapping[str, BaseException] = dataclasses.field(default_factory=dict)
     still_draining: tuple[str, ...] = ()
     crashed: Mapping[str, BaseException] = dataclasses.field(default_factory=dict)
+    crash_policy: CrashPolicy = CrashPolicy.SHUTDOWN
 
     @property
     def exit_code(self) -> ExitCode:
@@ -64,17 +75,18 @@ class DrainReport:
             return ExitCode.DRAIN_TIMEOUT
         if self.failed:
             return ExitCode.DRAIN_ERROR
-        if self.crashed:
+        if self.crashed and self.crash_policy is CrashPolicy.SHUTDOWN:
             return ExitCode.SERVICE_CRASHED
         return ExitCode.OK
 
     def summary(self) -> str:
         """Describe the outcome in one line."""
-        parts = [f"stopped {len(self.stopped)}: {_names(self.stopped)}"]
-        parts.append(f"failed {len(self.failed)}: {_names(self.failed)}")
-        parts.append(
-            f"still draining {len(self.still_draining)}: {_names(self.still_draining)}"
-        )
+        outcomes = [
+            ("stopped", self.stopped),
+            ("failed", self.failed),
+            ("still draining", self.still_draining),
+        ]
+        parts = [f"{label} {len(got)}: {_names(got)}" for label, got in outcomes]
         if self.crashed:
             parts.append(f"crashed while running: {_names(self.crashed)}")
         return "drain finished; " + "; ".join(parts)
@@ -88,7 +100,7 @@ class _Call:
         verb: str,
         name: str,
         method: Callable[[], object],
-        on_done: Callable[[_Call], None] | None = None,
+        on_done: Callable[[_Call], None],
     ) -> None:
         self.name = name
         self.error: BaseException | None = None
@@ -109,31 +121,35 @@ class _Call:
             self.error = err
         finally:
             self.duration = time.monotonic() - self._started_at
-            if self._on_done is not None:
-                self._on_done(self)
+            self._on_done(self)
             self._done.set()
 
     @property
     def done(self) -> bool:
         return self._done.is_set()
 
-    def elapsed(self) -> float:
-        return self.duration if self.done else time.monotonic() - self._started_at
-
-    def wait(self, timeout: float) -> bool:
-        return self._done.wait(max(0.0, timeout))
+    def wait(self, timeout: float | None) -> bool:
+        """Wait for the call to finish, for ever when ``timeout`` is None."""
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        # Short slices: a signal arriving just before the main thread blocks is
+        # handled only when the wait ends, so one long wait would delay Ctrl-C.
+        # An event, not join(timeout): a KeyboardInterrupt landing in join()
+        # makes CPython 3.11 mark a thread that is still running as finished.
+        while not self._done.wait(_slice(deadline)):
+            if time.monotonic() >= deadline:
+                return False
+        self._thread.join()  # only its last instructions are left
+        return True
 
 
 class ServiceRunner:
     """Starts services, watches them while they run, and drains them.
 
     :param logger: where lifecycle lines go; defaults to this module's logger.
-    :param start_timeout: seconds a ``start()`` may take before it counts as
-        failed.
+    :param start_timeout: seconds a ``start()`` may take before it fails.
     :param slow_start: seconds after which a successful ``start()`` is logged as
         a warning, since it should return at once.
-    :param crash_policy: what a crash reported through :meth:`report_failure`
-        does.
+    :param crash_policy: what a crash given to :meth:`report_failure` does.
     """
 
     def __init__(
@@ -151,7 +167,9 @@ class ServiceRunner:
 
         self._lock = threading.Lock()
         self._services: dict[str, Service] = {}
+        # Services whose start() was called and is not known to have raised.
         self._started: list[str] = []
+        self._starts: dict[str, _Call] = {}
         self._stops: dict[str, _Call] = {}
         self._crashes: dict[str, BaseException] = {}
         self._stopped_order: list[str] = []
@@ -163,7 +181,7 @@ class ServiceRunner:
 
     @property
     def shutdown_requested(self) -> bool:
-        """Whether a signal handler or a crash asked the chassis to stop."""
+        """Whether a signal, a crash or a drain asked the chassis to stop."""
         return self._shutdown_requested
 
     def request_shutdown(self) -> None:
@@ -181,7 +199,11 @@ class ServiceRunner:
     def report_failure(self, backend: str, error: BaseException) -> None:
         """Record that ``backend``'s loop died; pass this as a Config's handler."""
         with self._lock:
+            # One exception reported twice by a service gets one log line.
+            if any(known is error for known in self._crashes.values()):
+                return
             self._crashes.setdefault(backend, error)
+
         self.logger.error(
             "service %r crashed while running (crash policy: %s)",
             backend,
@@ -196,8 +218,10 @@ class ServiceRunner:
     def start(self, services: Mapping[str, Service]) -> None:
         """Start ``services`` in order, rolling back if one fails.
 
-        A shutdown requested meanwhile stops the sequence: what has started is
-        left for :meth:`drain`.
+        A shutdown requested meanwhile stops the sequence, even in the middle
+        of a slow ``start()``: what has started, or is starting, is left for
+        :meth:`drain`, which stops a starting service once its ``start()``
+        returns.
 
         :raises ServiceStartError: a ``start()`` raised or timed out; the
             services started before it have been stopped again.
@@ -215,73 +239,89 @@ class ServiceRunner:
         with self._lock:
             if name in self._services:
                 raise ValueError(f"service {name!r} was already given to this runner")
+            if self._shutdown_requested:
+                return  # a drain began since start() last looked
             self._services[name] = service
             # Counted as started before start() returns, so that a drain
-            # requested meanwhile stops it too.
+            # requested meanwhile stops it too, once start() has returned.
             self._started.append(name)
+            self.logger.debug("starting service %r", name)
+            call = _Call("start", name, service.start, self._start_finished)
+            self._starts[name] = call
 
-        self.logger.debug("starting service %r", name)
-        call = _Call("start", name, service.start)
-        deadline = time.monotonic() + self.start_timeout
-        while not call.wait(min(_POLL_SECONDS, deadline - time.monotonic())):
-            if self._shutdown_requested:
-                self.logger.warning(
-                    "shutdown requested while service %r was starting", name
-                )
-                return
-            if time.monotonic() >= deadline:
-                self._fail_start(
-                    name, f"start() did not return within {self.start_timeout:g}s"
-                )
-
+        if not self._wait_for_start(call):
+            return
         if call.error is not None:
             with self._lock:
-                self._started.remove(name)  # a start that raised cleans up itself
-            self._fail_start(
-                name,
-                f"start() raised {type(call.error).__name__}: {call.error}",
-                call.error,
-            )
-        self._log_started(name, call.duration)
+                # A start that raised cleans up after itself: nothing to stop.
+                self._started.remove(name)
+            self._fail_start(name, _raised("start()", call), call.error)
 
-    def _log_started(self, name: str, duration: float) -> None:
-        if duration >= self.slow_start:
-            self.logger.warning(
-                "service %r started in %.3fs; start() should return at once and "
-                "leave the work to a background thread",
-                name,
-                duration,
-            )
-        else:
-            self.logger.info("service %r started in %.3fs", name, duration)
+    def _wait_for_start(self, call: _Call) -> bool:
+        """Wait for a ``start()``; False if a shutdown request cut it short."""
+        deadline = time.monotonic() + self.start_timeout
+        while not call.wait(_slice(deadline)):
+            if time.monotonic() >= deadline:
+                timeout = self.start_timeout
+                reason = f"start() did not return within {timeout:g}s"
+                self._fail_start(call.name, reason)
+            if self._shutdown_requested:
+                self.logger.warning(
+                    "shutdown requested while service %r was starting; it is "
+                    "stopped once its start() returns",
+                    call.name,
+                )
+                return False
+        return True
+
+    def _start_finished(self, call: _Call) -> None:
+        """Log a start as it returns, in its own thread, even a late one."""
+        if call.error is not None:
+            return  # raised by whoever waits for it, or reported by its stop
+        slow = call.duration >= self.slow_start
+        self.logger.log(
+            logging.WARNING if slow else logging.INFO,
+            "service %r started in %.3fs%s",
+            call.name,
+            call.duration,
+            _SLOW_START_HINT if slow else "",
+        )
 
     def _fail_start(
-        self, name: str, reason: str, cause: BaseException | None = None
-    ) -> None:
-        rolled_back = self._roll_back(self.start_timeout)
-        raise ServiceStartError(name, reason, rolled_back) from cause
-
-    def _roll_back(self, timeout: float) -> list[str]:
-        """Stop every started service one by one, newest first."""
-        deadline = time.monotonic() + timeout
+        self, failed: str, reason: str, cause: BaseException | None = None
+    ) -> NoReturn:
+        """Stop the services started before ``failed``, newest first; raise."""
+        deadline = time.monotonic() + self.start_timeout
         with self._lock:
-            newest_first = list(reversed(self._started))
+            still_starting = failed in self._started
+            newest_first = [n for n in reversed(self._started) if n != failed]
+        if still_starting:
+            # Not waited for: it is stopped if its start() ever returns.
+            self._begin_stop(failed)
+
         for name in newest_first:
             call = self._begin_stop(name)
-            if call is not None:
-                call.wait(deadline - time.monotonic())
-        return newest_first
+            if not call.wait(deadline - time.monotonic()):
+                self.logger.error(
+                    "service %r did not stop within %gs while rolling back; "
+                    "abandoning it",
+                    name,
+                    self.start_timeout,
+                )
+        raise ServiceStartError(failed, reason, newest_first) from cause
 
     # -- drain --------------------------------------------------------------
 
     def drain(self, timeout: float) -> DrainReport:
         """Stop every started service concurrently, all within ``timeout`` seconds.
 
-        Calling it again waits again for the stops still running; no service is
-        stopped twice.
+        Also requests a shutdown, so that a :meth:`start` still running starts
+        nothing more. Calling it again waits again for the stops still running;
+        no service is stopped twice.
         """
         deadline = time.monotonic() + timeout
         with self._lock:
+            self._shutdown_requested = True
             newest_first = list(reversed(self._started))
         if newest_first:
             self.logger.info(
@@ -291,13 +331,14 @@ class ServiceRunner:
                 _names(newest_first),
             )
 
-        calls = [self._begin_stop(name) or self._stops[name] for name in newest_first]
+        calls = [self._begin_stop(name) for name in newest_first]
         for call in calls:
             call.wait(deadline - time.monotonic())
 
         report = self.report()
-        log = self.logger.info if report.exit_code is ExitCode.OK else self.logger.error
-        log("%s", report.summary())
+        clean = report.exit_code is ExitCode.OK
+        level = logging.INFO if clean else logging.ERROR
+        self.logger.log(level, "%s", report.summary())
         return report
 
     def still_draining(self) -> list[str]:
@@ -316,7 +357,7 @@ class ServiceRunner:
             crashed = dict(self._crashes)
             stopped_order = list(self._stopped_order)
         # The finishing order, not call.done, says what finished: a stop that
-        # has just returned is recorded there before its event is set.
+        # has just returned is recorded there before its thread ends.
         finished = set(stopped_order)
         failed = {
             c.name: c.error for c in calls if c.name in finished and c.error is not None
@@ -326,18 +367,38 @@ class ServiceRunner:
             failed=failed,
             still_draining=tuple(c.name for c in calls if c.name not in finished),
             crashed=crashed,
+            crash_policy=self.crash_policy,
         )
 
-    def _begin_stop(self, name: str) -> _Call | None:
-        """Start stopping ``name`` unless that has begun already."""
+    def _begin_stop(self, name: str) -> _Call:
+        """Start stopping ``name`` unless that has begun already; return the stop."""
         with self._lock:
             if name in self._stops:
-                return None
-            service = self._services[name]
-            call = _Call("stop", name, service.stop, on_done=self._stop_finished)
+                return self._stops[name]
+            self.logger.debug("stopping service %r", name)
+            call = _Call(
+                "stop",
+                name,
+                functools.partial(self._stop_once_started, name),
+                on_done=self._stop_finished,
+            )
             self._stops[name] = call
-        self.logger.debug("stopping service %r", name)
-        return call
+            return call
+
+    def _stop_once_started(self, name: str) -> None:
+        """Call ``stop()`` once ``start()`` has returned, never alongside it.
+
+        Runs in the stop's own thread, so a start that never returns makes this
+        stop one that never finishes, which the drain deadline then names.
+        """
+        start = self._starts[name]
+        start.wait(None)
+        if start.error is not None:
+            # Never started, so nothing to stop; but the drain waited for this
+            # start, which nobody else may still be waiting for: report it.
+            reason = _raised("start()", start)
+            raise ServiceStartError(name, reason, ()) from start.error
+        self._services[name].stop()
 
     def _stop_finished(self, call: _Call) -> None:
         """Record and log a stop as it finishes, in the stopping thread."""
@@ -352,6 +413,15 @@ class ServiceRunner:
             call.duration,
             exc_info=(type(call.error), call.error, call.error.__traceback__),
         )
+
+
+def _raised(method: str, call: _Call) -> str:
+    kind = type(call.error).__name__
+    return f"{method} raised {kind} after {call.duration:.3f}s: {call.error}"
+
+
+def _slice(deadline: float) -> float:
+    return max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
 
 
 def _names(names: Iterable[str]) -> str:

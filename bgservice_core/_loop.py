@@ -24,13 +24,12 @@ class LoopService:
     :meth:`stop` raises :class:`ServiceCrashedError` from it instead.
 
     :param config: the configuration the backend's constructor received.
-    :param period: seconds between the start of one tick and the next wait's end.
+    :param period: seconds to wait between the end of one tick and the next.
     """
 
     def __init__(self, config: Config, period: float) -> None:
-        if not (isinstance(period, int | float) and math.isfinite(period)) or (
-            period <= 0
-        ):
+        number = isinstance(period, int | float) and not isinstance(period, bool)
+        if not (number and math.isfinite(period)) or period <= 0:
             raise ValueError(
                 f"period must be a positive number of seconds, not {period!r}"
             )
@@ -41,6 +40,9 @@ class LoopService:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # Whether a stop() in another thread waits for the loop to end: only
+        # then can a crash be handed to it rather than reported.
+        self._stop_waiting = False
         self._unreported_error: BaseException | None = None
 
     def tick(self) -> None:
@@ -84,7 +86,10 @@ class LoopService:
         with self._lock:
             self._stopping.set()
             thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+            caller = threading.current_thread()
+            joining = thread is not None and thread is not caller
+            self._stop_waiting = self._stop_waiting or joining
+        if thread is not None and joining:
             thread.join()
 
         with self._lock:
@@ -92,10 +97,13 @@ class LoopService:
         if error is not None:
             raise ServiceCrashedError(self.config.backend_name) from error
 
+    # BaseException throughout: threading drops a SystemExit raised in a thread
+    # without a word, and a crash must never vanish.
+
     def _run(self) -> None:
         try:
             self.setup()
-        except Exception as err:  # noqa: BLE001 - a crash is reported, not lost
+        except BaseException as err:  # noqa: BLE001 - a crash is reported, not lost
             self._fail(err)
             return
 
@@ -103,7 +111,7 @@ class LoopService:
             while not self._stopping.is_set():
                 self.tick()
                 self._stopping.wait(self.period)
-        except Exception as err:  # noqa: BLE001 - a crash is reported, not lost
+        except BaseException as err:  # noqa: BLE001 - a crash is reported, not lost
             self._fail(err)
         finally:
             self._teardown_quietly()
@@ -111,14 +119,17 @@ class LoopService:
     def _teardown_quietly(self) -> None:
         try:
             self.teardown()
-        except Exception as err:  # noqa: BLE001 - a crash is reported, not lost
+        except BaseException as err:  # noqa: BLE001 - a crash is reported, not lost
             self._fail(err)
 
     def _fail(self, error: BaseException) -> None:
-        """Hand a crash to the chassis, or to stop() if a stop is under way."""
-        if self._stopping.is_set():
-            with self._lock:
-                if self._unreported_error is None:
-                    self._unreported_error = error
-            return
-        self.config.report_failure(error)
+        """Hand a crash to the stop() waiting for the loop, else report it."""
+        with self._lock:
+            free = self._unreported_error is None
+            handed_to_stop = self._stop_waiting and free
+            if handed_to_stop:
+                self._unreported_error = error
+        if not handed_to_stop:
+            # No stop() will raise it (none waits, or one already has an error
+            # to raise, e.g. teardown failing after a tick did): report it.
+            self.config.report_failure(error)

@@ -13,11 +13,14 @@ Names match exactly: case matters, and ``-`` and ``_`` are different characters.
 from __future__ import annotations
 
 import collections
-import difflib
+import importlib
 import logging
+import os
+import reprlib
 import traceback
 from collections.abc import Callable, Sequence
 
+import importlib_metadata
 import pluggy
 
 from bgservice_core._contract import Config, Constructor, Service
@@ -37,6 +40,18 @@ from bgservice_core._errors import (
 from bgservice_core._hookspec import CONSTRUCTOR_HOOK, PROJECT_NAME, BackendSpec
 
 logger = logging.getLogger(__name__)
+
+#: Code between bgservice and a backend: a failure's location is never in here,
+#: but in the backend line that called into it.
+_MACHINERY_DIRECTORIES = tuple(
+    os.path.dirname(str(module_file)) + os.sep
+    for module_file in (
+        __file__,
+        importlib.__file__,
+        importlib_metadata.__file__,
+        pluggy.__file__,
+    )
+)
 
 
 def parse_backend_names(text: str) -> list[str]:
@@ -130,21 +145,34 @@ def build_service(name: str, constructor: Constructor, config: Config) -> Servic
     """
     try:
         service = constructor(config.for_backend(name))
-    except Exception as err:
+    except (Exception, SystemExit) as err:
+        # A constructor that calls sys.exit() must not end the chassis silently.
         raise ServiceConstructionError(name, _describe(err)) from err
 
+    problem = _service_problem(service)
+    if problem is not None:
+        raise ServiceConstructionError(name, problem)
+    return service
+
+
+def _service_problem(service: object) -> str | None:
+    if service is None:
+        return (
+            "its constructor returned None; it must return a service, an "
+            "object with start() and stop() methods"
+        )
     missing = [
-        method
+        f"{method}()"
         for method in ("start", "stop")
         if not callable(getattr(service, method, None))
     ]
-    if missing:
-        raise ServiceConstructionError(
-            name,
-            f"it returned {type(service).__name__} {service!r}, which has no "
-            f"callable {' or '.join(missing)}(); a service needs start() and stop()",
-        )
-    return service
+    if not missing:
+        return None
+    return (
+        f"its constructor returned {reprlib.repr(service)} of type "
+        f"{type(service).__qualname__}, which has no callable "
+        f"{' or '.join(missing)}; a service needs start() and stop()"
+    )
 
 
 def _validated_hook(entry: BackendEntry, plugin: object) -> Constructor:
@@ -155,7 +183,13 @@ def _validated_hook(entry: BackendEntry, plugin: object) -> Constructor:
         manager.register(plugin, name=entry.name)
         manager.check_pending()
     except (pluggy.PluginValidationError, ValueError) as err:
-        raise BackendLoadError(entry, f"hook validation failed: {err}") from err
+        # pluggy spreads its explanation over lines; a reason is one line.
+        details = "; ".join(str(err).splitlines())
+        raise BackendLoadError(
+            entry,
+            f"hook validation failed: {details}; a backend implements exactly "
+            f"one hook, 'def {CONSTRUCTOR_HOOK}(config)'",
+        ) from err
 
     hook = manager.hook.bgservice_build_service
     if not hook.get_hookimpls():
@@ -170,25 +204,43 @@ def _validated_hook(entry: BackendEntry, plugin: object) -> Constructor:
 
 def _hook_constructor(hook: pluggy.HookCaller) -> Callable[[Config], Service]:
     def construct(config: Config) -> Service:
-        service = hook(config=config)
-        if service is None:
-            raise TypeError(f"hook {CONSTRUCTOR_HOOK!r} returned None")
-        return service  # type: ignore[no-any-return]
+        # A None result is reported by build_service, as for any constructor.
+        return hook(config=config)  # type: ignore[no-any-return]
 
     return construct
 
 
 def _close_matches(name: str, available: set[str]) -> list[str]:
-    by_lowercase = {candidate.lower(): candidate for candidate in available}
+    by_lowercase: dict[str, str] = {}
+    for candidate in sorted(available):
+        by_lowercase.setdefault(candidate.lower(), candidate)
     if name.lower() in by_lowercase:
         return [by_lowercase[name.lower()]]
+    # Imported on use: only a mistyped name needs it, not every chassis start.
+    import difflib
+
     return difflib.get_close_matches(name, sorted(available), n=3, cutoff=0.6)
 
 
 def _describe(err: BaseException) -> str:
-    """Name an exception's type and message, and where it was raised."""
-    text = f"{type(err).__name__}: {err}"
-    frames = traceback.extract_tb(err.__traceback__)
+    """Name an exception's type and message, and the backend line it came from."""
+    message = str(err)
+    if isinstance(err, SystemExit):
+        # str(SystemExit()) is empty, which would leave the reason blank.
+        message = f"sys.exit({err.code!r}) was called"
+    text = f"{type(err).__name__}: {message}"
+
+    frames = [
+        frame
+        for frame in traceback.extract_tb(err.__traceback__)
+        if not _is_machinery(frame.filename)
+    ]
     if frames:
         text += f" (at {frames[-1].filename}:{frames[-1].lineno})"
     return text
+
+
+def _is_machinery(filename: str) -> bool:
+    return filename.startswith("<frozen ") or filename.startswith(
+        _MACHINERY_DIRECTORIES
+    )

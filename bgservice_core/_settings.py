@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 
 from bgservice_core._errors import SettingError
 
@@ -40,6 +41,14 @@ def read_seconds(variable: str, default: float) -> float:
         raise SettingError(variable, raw, expected) from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise SettingError(variable, raw, expected)
+    if seconds > threading.TIMEOUT_MAX:
+        # A longer wait overflows the platform's timers: the loop would crash on
+        # its first wait instead of the chassis refusing the value at startup.
+        bounded = (
+            f"a positive number of seconds up to {threading.TIMEOUT_MAX:.0f}, "
+            f"such as {default:g}"
+        )
+        raise SettingError(variable, raw, bounded)
     return seconds
 
 

@@ -18,6 +18,7 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bgservice_core._errors import BGServiceError
 
@@ -26,6 +27,8 @@ SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 #: Seconds a writer waits for another writer's lock before giving up.
 BUSY_TIMEOUT_SECONDS = 5.0
+
+_COLUMNS = "slug, suspended, deny_status, deny_reason, changed_at, changed_by"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
@@ -81,52 +84,65 @@ class SQLiteTenantStore:
     def __init__(self, path: str | Path, node_id: str) -> None:
         self.path = Path(path)
         self.node_id = node_id
+        if str(path) in ("", ":memory:"):
+            # Every call opens its own connection, and each would get a fresh,
+            # empty database: nothing would be kept.
+            raise _unusable_database(path, "it is not a file")
+        if self.path.is_dir():
+            raise _unusable_database(path, "it is a directory")
+
         try:
-            with self._transaction() as connection:
-                connection.execute(_SCHEMA)
+            self._prepare()
         except sqlite3.Error as err:
-            raise TenantError(
-                f"cannot use {str(self.path)!r} as the tenant database: {err}; "
-                "point --db or BGSERVICE_DB at a writable SQLite file"
-            ) from err
+            raise _unusable_database(path, str(err)) from err
+
+    def _prepare(self) -> None:
+        connection = self._connect()
+        try:
+            # WAL is a property of the file, so setting it once is enough: readers
+            # then never wait for a writer, and a writer never waits for readers.
+            connection.execute("PRAGMA journal_mode=WAL")
+        finally:
+            connection.close()
+        with self._transaction(write=True) as connection:
+            connection.execute(_SCHEMA)
 
     def set_gate(
         self, slug: str, suspended: bool, deny_status: int, deny_reason: str
     ) -> None:
         """Engage or release the tenant's gate in one read-modify-write transaction.
 
-        Releasing clears the deny status and reason.
+        The whole row is read and written back under the write lock, stamped
+        with this node and the time. Releasing clears the deny status and
+        reason; the ones passed with a release are only checked for type.
 
-        :raises TenantError: the slug, status or reason is invalid.
+        :raises TenantError: the slug, flag, status or reason is invalid.
         :raises UnknownTenantError: no tenant has this slug.
         """
         check_slug(slug)
-        if suspended:
-            _check_denial(deny_status, deny_reason)
+        _check_gate_change(suspended, deny_status, deny_reason)
 
-        with self._transaction() as connection:
-            row = connection.execute(
-                "SELECT slug FROM tenants WHERE slug = ?", (slug,)
-            ).fetchone()
-            if row is None:
+        with self._transaction(write=True) as connection:
+            rows = _select_rows(connection, "WHERE slug = ?", (slug,))
+            if not rows:
                 raise UnknownTenantError(slug)
-            connection.execute(
-                "UPDATE tenants SET suspended = ?, deny_status = ?, deny_reason = ?,"
-                " changed_at = ?, changed_by = ? WHERE slug = ?",
-                (
-                    int(suspended),
-                    deny_status if suspended else None,
-                    deny_reason if suspended else "",
-                    _now(),
-                    self.node_id,
-                    slug,
-                ),
+            current = rows[0]
+            changed = dataclasses.replace(
+                current,
+                suspended=suspended,
+                deny_status=deny_status if suspended else None,
+                deny_reason=deny_reason if suspended else "",
+                # Never older than the change it replaces, even if this node's
+                # clock is behind the node that made that change.
+                changed_at=max(_now(), current.changed_at),
+                changed_by=self.node_id,
             )
+            _update_row(connection, changed)
 
     def add_tenant(self, slug: str) -> bool:
         """Add an admitted tenant; return False if it existed already."""
         check_slug(slug)
-        with self._transaction() as connection:
+        with self._transaction(write=True) as connection:
             cursor = connection.execute(
                 "INSERT INTO tenants (slug, changed_at, changed_by) VALUES (?, ?, ?)"
                 " ON CONFLICT (slug) DO NOTHING",
@@ -149,38 +165,72 @@ class SQLiteTenantStore:
         return self._select("ORDER BY slug", ())
 
     def _select(self, clause: str, parameters: tuple[str, ...]) -> list[Tenant]:
-        with self._transaction() as connection:
-            rows = connection.execute(
-                "SELECT slug, suspended, deny_status, deny_reason, changed_at,"
-                f" changed_by FROM tenants {clause}",
-                parameters,
-            ).fetchall()
-        return [
-            Tenant(slug, bool(suspended), status, reason, changed_at, changed_by)
-            for slug, suspended, status, reason, changed_at, changed_by in rows
-        ]
+        with self._transaction(write=False) as connection:
+            return _select_rows(connection, clause, parameters)
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """Open a connection and hold the write lock from the first statement on.
-
-        BEGIN IMMEDIATE takes the lock before the read, so a concurrent writer
-        waits (up to the busy timeout) instead of overwriting what we read.
-        """
-        connection = sqlite3.connect(
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: the transactions below are begun explicitly.
+        return sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None
         )
+
+    @contextlib.contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        """Run the block in one transaction on a connection of its own.
+
+        A writer begins IMMEDIATE, taking the write lock before its first read,
+        so a concurrent writer waits (up to the busy timeout) instead of
+        overwriting what was read. A reader begins DEFERRED: under WAL it reads a
+        consistent snapshot without taking the write lock, so listing tenants
+        neither waits for nor delays a writer.
+        """
+        connection = self._connect()
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
             try:
                 yield connection
             except BaseException:
-                connection.execute("ROLLBACK")
+                # SQLite may already have rolled back after its own error.
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
         finally:
             connection.close()
+
+
+def _select_rows(
+    connection: sqlite3.Connection, clause: str, parameters: tuple[str, ...]
+) -> list[Tenant]:
+    rows: list[tuple[Any, ...]] = connection.execute(
+        f"SELECT {_COLUMNS} FROM tenants {clause}", parameters
+    ).fetchall()
+    return [
+        Tenant(slug, bool(suspended), status, reason, changed_at, changed_by)
+        for slug, suspended, status, reason, changed_at, changed_by in rows
+    ]
+
+
+def _update_row(connection: sqlite3.Connection, tenant: Tenant) -> None:
+    connection.execute(
+        "UPDATE tenants SET suspended = ?, deny_status = ?, deny_reason = ?,"
+        " changed_at = ?, changed_by = ? WHERE slug = ?",
+        (
+            int(tenant.suspended),
+            tenant.deny_status,
+            tenant.deny_reason,
+            tenant.changed_at,
+            tenant.changed_by,
+            tenant.slug,
+        ),
+    )
+
+
+def _unusable_database(path: str | Path, reason: str) -> TenantError:
+    return TenantError(
+        f"cannot use {str(path)!r} as the tenant database: {reason}; "
+        "point --db or BGSERVICE_DB at a writable SQLite file"
+    )
 
 
 def check_slug(slug: str) -> None:
@@ -192,11 +242,23 @@ def check_slug(slug: str) -> None:
         )
 
 
-def _check_denial(deny_status: int, deny_reason: str) -> None:
+def _check_gate_change(suspended: bool, deny_status: int, deny_reason: str) -> None:
+    """Reject a malformed change; a release ignores the status and reason."""
+    if not isinstance(suspended, bool):
+        raise TenantError(
+            f"invalid suspended flag {suspended!r}: use True to suspend the tenant "
+            "or False to readmit it"
+        )
+    # A wrongly typed status is a caller's bug even when releasing, so say so.
     if isinstance(deny_status, bool) or not isinstance(deny_status, int):
         raise TenantError(
             f"invalid deny status {deny_status!r}: use an HTTP status from 400 to 599"
         )
+    if suspended:
+        _check_denial(deny_status, deny_reason)
+
+
+def _check_denial(deny_status: int, deny_reason: str) -> None:
     if not 400 <= deny_status <= 599:
         raise TenantError(
             f"invalid deny status {deny_status}: a denied request needs an HTTP "

@@ -11,7 +11,7 @@ from pathlib import Path
 GROUP = "bgservice.backends"
 
 #: A well-behaved backend module: a service that does nothing, politely.
-WELL_BEHAVED_MODULE = '''
+WELL_BEHAVED_MODULE = """
 from bgservice_core import hookimpl
 
 
@@ -31,7 +31,7 @@ class QuietService:
 @hookimpl
 def bgservice_build_service(config):
     return QuietService(config)
-'''
+"""
 
 
 def install_distribution(

@@ -1,0 +1,143 @@
+"""``bgservice new``: a backend distribution from the template bundled here.
+
+The template is a working backend: a :class:`~bgservice_core.LoopService` with
+one validated setting, its entry point, and tests that run the conformance
+check. Every file is rendered before any is written, so a template error leaves
+nothing half-made behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import re
+import string
+from collections.abc import Iterator
+from importlib.resources.abc import Traversable
+from pathlib import Path, PurePosixPath
+
+from bgservice_core._discovery import installed_entries
+from bgservice_core._version import __version__
+
+#: Lowercase words of letters and digits, joined by single ``-`` or ``_``.
+_BACKEND_NAME = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
+
+#: Names that are taken: ``nop`` means "no service" in a backend list, and
+#: ``core`` would make a second ``bgservice-core``.
+_RESERVED = frozenset({"nop", "core"})
+
+_TEMPLATE_SUFFIX = ".tmpl"
+_PACKAGE_PLACEHOLDER = "PACKAGE"
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendNames:
+    """The names a new backend's files use, derived from the backend name."""
+
+    backend: str
+    distribution: str
+    package: str
+    class_name: str
+    period_variable: str
+    core_version: str = __version__
+
+    @classmethod
+    def for_backend(cls, name: str) -> BackendNames:
+        """Derive the names from backend ``name``.
+
+        :raises ValueError: the name cannot be a backend's.
+        """
+        check_new_backend_name(name)
+        words = re.split(r"[-_]", name)
+        snake = "_".join(words)
+        return cls(
+            backend=name,
+            distribution=f"bgservice-{'-'.join(words)}",
+            package=f"bgservice_{snake}",
+            class_name="".join(word.capitalize() for word in words) + "Service",
+            period_variable=f"BGSERVICE_{snake.upper()}_PERIOD",
+        )
+
+
+def check_new_backend_name(name: str) -> None:
+    """Reject a name that cannot also name a package, or that is taken."""
+    if not _BACKEND_NAME.fullmatch(name):
+        raise ValueError(
+            f"invalid backend name {name!r}: use lowercase letters and "
+            "digits, starting with a letter, with single '-' or '_' between "
+            "words, such as 'cleanup' or 'credit-gate'"
+        )
+    if name in _RESERVED:
+        raise ValueError(
+            f"invalid backend name {name!r}: it is reserved "
+            f"({', '.join(sorted(_RESERVED))} are); choose another"
+        )
+
+
+def default_directory(name: str) -> Path:
+    """The folder ``bgservice new NAME`` creates when no directory is given."""
+    return Path(BackendNames.for_backend(name).distribution)
+
+
+def installed_claimants(name: str) -> list[str]:
+    """Describe the installed distributions that offer backend ``name``."""
+    return [entry.claimant() for entry in installed_entries(name)]
+
+
+def create_backend(name: str, directory: Path) -> list[Path]:
+    """Write a new backend distribution for ``name`` into ``directory``.
+
+    :returns: the files written, sorted.
+    :raises ValueError: the name cannot be a backend's.
+    :raises FileExistsError: ``directory`` exists and is not an empty folder.
+    """
+    names = BackendNames.for_backend(name)
+    _check_target(directory)
+    files = {directory / relative: content for relative, content in _rendered(names)}
+
+    for path, content in sorted(files.items()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    return sorted(files)
+
+
+def _check_target(directory: Path) -> None:
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise FileExistsError(
+            f"{str(directory)!r} already exists and is not a directory; "
+            "choose another place with --directory"
+        )
+    if any(directory.iterdir()):
+        raise FileExistsError(
+            f"directory {str(directory)!r} already exists and is not empty; "
+            "choose another with --directory, or remove it first"
+        )
+
+
+def _rendered(names: BackendNames) -> Iterator[tuple[Path, str]]:
+    placeholders = dataclasses.asdict(names)
+    for relative, template in _template_files():
+        text = template.read_text(encoding="utf-8")
+        if relative.suffix == _TEMPLATE_SUFFIX:
+            # substitute(), not safe_substitute(): a misspelled placeholder in
+            # the template must fail here, not ship in a user's project.
+            text = string.Template(text).substitute(placeholders)
+            relative = relative.with_suffix("")
+        parts = [
+            part.replace(_PACKAGE_PLACEHOLDER, names.package) for part in relative.parts
+        ]
+        yield Path(*parts), text
+
+
+def _template_files() -> Iterator[tuple[PurePosixPath, Traversable]]:
+    root = importlib.resources.files("bgservice_core").joinpath("_templates", "backend")
+    folders = [(PurePosixPath(), root)]
+    while folders:
+        relative, folder = folders.pop()
+        for child in folder.iterdir():
+            if child.is_dir():
+                folders.append((relative / child.name, child))
+            elif child.name != "__pycache__":
+                yield relative / child.name, child

@@ -1,0 +1,114 @@
+"""Command-line polish: shell completion of backend names, examples in --help."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.shell_completion import BashComplete
+from click.testing import CliRunner
+
+from bgservice_core._cli import main
+from tests.distributions import WELL_BEHAVED_MODULE, install_distribution
+
+
+@pytest.fixture
+def backends(site_dir: Path) -> Path:
+    """Install ``cleanup`` and ``credit-gate``, the latter unimportable."""
+    install_distribution(
+        site_dir,
+        "bgservice-cleanup",
+        entry_points={"cleanup": "polish_cleanup"},
+        modules={"polish_cleanup.py": WELL_BEHAVED_MODULE},
+    )
+    install_distribution(
+        site_dir,
+        "bgservice-credit-gate",
+        entry_points={"credit-gate": "polish_credit_gate"},
+        modules={"polish_credit_gate.py": "raise ImportError('never import me')"},
+    )
+    return site_dir
+
+
+def complete(typed: str) -> list[str]:
+    """What completing ``bgservice run <typed>`` offers."""
+    completion = BashComplete(main, {}, "bgservice", "_BGSERVICE_COMPLETE")
+    return [item.value for item in completion.get_completions(["run"], typed)]
+
+
+@pytest.mark.usefixtures("backends")
+@pytest.mark.parametrize(
+    ("typed", "offered"),
+    [
+        ("c", ["cleanup", "credit-gate"]),
+        ("cr", ["credit-gate"]),
+        ("heartbeat,c", ["heartbeat,cleanup", "heartbeat,credit-gate"]),
+        ("heartbeat, cl", ["heartbeat, cleanup"]),
+        ("cleanup,", ["cleanup,credit-gate", "cleanup,heartbeat"]),
+        ("cleanup,heartbeat,cleanup", []),
+        ("x", []),
+    ],
+)
+def test_run_completes_the_name_after_the_last_comma(
+    typed: str, offered: list[str]
+) -> None:
+    """Installed names complete the current list entry; listed ones are left out."""
+    assert complete(typed) == offered
+
+
+@pytest.mark.usefixtures("backends")
+def test_completion_reads_metadata_only() -> None:
+    """Completing imports no backend, not even one that would fail to import."""
+    complete("")
+
+    assert "polish_credit_gate" not in sys.modules
+    assert "polish_cleanup" not in sys.modules
+
+
+@pytest.mark.usefixtures("backends")
+def test_completion_works_through_the_installed_script() -> None:
+    """The shell's protocol, as bash drives it, reaches the completion."""
+    script = Path(sys.executable).with_name("bgservice")
+    if not script.exists():
+        pytest.skip("the bgservice script is not installed next to this Python")
+    completed = subprocess.run(
+        [str(script)],
+        env={
+            **os.environ,
+            "_BGSERVICE_COMPLETE": "bash_complete",
+            "COMP_WORDS": "bgservice run heartbeat,cr",
+            "COMP_CWORD": "2",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert completed.stdout.splitlines() == ["plain,heartbeat,credit-gate"]
+
+
+def every_command(
+    group: click.Group, path: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
+    """The command paths under ``group``, hidden ones included."""
+    paths = [path]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            paths += every_command(command, (*path, name))
+        else:
+            paths.append((*path, name))
+    return paths
+
+
+@pytest.mark.parametrize("path", every_command(main), ids=" ".join)
+def test_every_help_has_an_example(path: tuple[str, ...]) -> None:
+    """--help of every command shows at least one example command line."""
+    result = CliRunner().invoke(main, [*path, "--help"])
+
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output
+    assert f"bgservice {' '.join(path)}".rstrip() in result.output.split("Example")[1]
