@@ -185,8 +185,11 @@ class Spawner:
         process.stdin.write(len(body).to_bytes(_LENGTH_BYTES, "big") + body)
         process.stdin.flush()
 
-        length = int.from_bytes(process.stdout.read(_LENGTH_BYTES), "big")
-        answer: tuple[float, int, int] = marshal.loads(process.stdout.read(length))
+        header = process.stdout.read(_LENGTH_BYTES)
+        if len(header) < _LENGTH_BYTES:
+            raise BenchmarkError(f"the helper process {SPAWNER.name} died")
+        body = process.stdout.read(int.from_bytes(header, "big"))
+        answer: tuple[float, int, int] = marshal.loads(body)
         return answer
 
     def _outputs(self) -> tuple[str, str]:

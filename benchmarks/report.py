@@ -36,21 +36,32 @@ _HEADERS = (
 )
 
 _METHOD = """\
-How to read it: every time is the median over fresh processes, each command
-interleaved with its baseline and the other commands of its case (A B C, C B A,
-...), after one untimed warm-up round. A ratio is ours divided by the baseline:
-the median over rounds of the two runs of one round, which follow each other,
-so a slow spell of the shared machine slows both; below 1 ours is faster.
-Absolute times vary from run to run, ratios much less. "Net of startup" first
-takes the time of an empty interpreter (`python -c pass`, run in the same
-rounds) off both sides, which shows the ratio of the work itself. The drain and
-start figures are measured inside the child around the operation; the others
-are whole processes, from fork to exit. Peak RSS is the child's own `ru_maxrss`,
-as `wait4` reports it to a small helper process that forks every child (forking
-from the harness itself would report the harness's memory as the child's).
-Environments are generated site folders on `PYTHONPATH`: M backend
-distributions among N unrelated ones, a quarter of those with entry points in
-other groups, each written as pip leaves an installed wheel."""
+How to read it:
+
+- Every time is the median over fresh processes. The commands of a case run
+  in rounds, in turn (A B C, then C B A, ...), after one untimed warm-up round.
+- A ratio is ours divided by the baseline, taken round by round and then the
+  median: the two runs of a round follow each other, so a slow spell of the
+  shared machine slows both. Below 1, ours is faster. Absolute times vary from
+  run to run; ratios much less.
+- "Net of startup" first takes the time of an empty interpreter
+  (`python -c pass`, run in the same rounds) off both sides: the ratio of the
+  work itself.
+- "instructions" in a note (with `--instructions`) is the ratio of the
+  instructions the two commands executed, counted once each by valgrind's
+  callgrind: a figure the noise of the machine does not move.
+- The import, `--help`, `list` and `open` figures are whole processes, from
+  fork to exit. The drain, the start and the credit-gate tick are timed
+  inside the child around the operation; a tick is called directly, after one
+  untimed tick, alternating with the plain query, and a Gate counts its calls.
+- Peak RSS is the child's own `ru_maxrss`, as `wait4` reports it to a small
+  helper process that forks every child: forking from the harness itself would
+  report the harness's memory as the child's.
+- Environments are generated site folders on `PYTHONPATH`: M backend
+  distributions among N unrelated ones, a quarter of those with entry points
+  in other groups, each written as pip leaves an installed wheel (RECORD with
+  hashes, compiled bytecode). Ledgers hold N tenants, 1 % of them out of credit
+  and already suspended, in SQLite files and in a PostgreSQL database."""
 
 
 def machine() -> dict[str, str]:

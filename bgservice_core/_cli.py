@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import shlex
 import socket
@@ -64,7 +65,9 @@ def list_command(as_json: bool, check: bool) -> None:
     """List the installed backends, reading metadata only.
 
     A name offered by more than one distribution is flagged as a conflict;
-    selecting it in ``bgservice run`` is an error until one is uninstalled.
+    selecting it in 'bgservice run' is an error until one is uninstalled. A name
+    no backend list can select (one with a comma or whitespace, or "nop") is
+    flagged as invalid; its distribution must rename the entry point.
 
     \b
     Examples:
@@ -87,6 +90,8 @@ def list_command(as_json: bool, check: bool) -> None:
 
 
 def _backend_rows(backends: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    from bgservice_core._discovery import backend_name_problem
+
     return [
         {
             "name": name,
@@ -95,6 +100,7 @@ def _backend_rows(backends: dict[str, list[Any]]) -> list[dict[str, Any]]:
             "entry_point": entry.value,
             "summary": entry.summary,
             "conflict": len(entries) > 1,
+            "valid_name": backend_name_problem(name) is None,
         }
         for name, entries in backends.items()
         for entry in entries
@@ -118,12 +124,35 @@ def _print_table(
             "is an error until all but one are uninstalled.",
             err=True,
         )
+    invalid = [row for row in rows if not row.get("valid_name", True)]
+    if invalid:
+        click.echo("\n" + "\n".join(map(_invalid_name_note, invalid)), err=True)
+
+
+def _invalid_name_note(row: dict[str, Any]) -> str:
+    from bgservice_core._discovery import backend_name_problem
+
+    return (
+        f"INVALID NAME: {backend_name_problem(row['name'])}; no backend list can "
+        f"select it, so distribution {row['distribution']} must rename its entry "
+        f"point in group {ENTRY_POINT_GROUP!r}."
+    )
 
 
 def _cell(row: dict[str, Any], column: str) -> Any:
-    if column == "name" and row.get("conflict"):
-        return f"{row['name']} (CONFLICT)"
-    return row[column]
+    if column != "name":
+        return row[column]
+    # repr() shows where a name has whitespace that the table would hide.
+    name = row["name"] if row.get("valid_name", True) else repr(row["name"])
+    flags = [
+        flag
+        for flag, raised in [
+            ("CONFLICT", row.get("conflict")),
+            ("INVALID NAME", not row.get("valid_name", True)),
+        ]
+        if raised
+    ]
+    return " ".join([name, *(f"({flag})" for flag in flags)])
 
 
 def _report_checks(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -184,7 +213,7 @@ def _abnormal_exit(returncode: int) -> str:
 @main.command("check-one", hidden=True)
 @click.argument("name")
 def check_one(name: str) -> None:
-    """Import and validate one backend; used by ``list --check``.
+    """Import and validate one backend; used by 'bgservice list --check'.
 
     \b
     Example:
@@ -230,7 +259,13 @@ def tenants_group(ctx: click.Context, db: str, as_json: bool) -> None:
     ctx.obj = db
     if ctx.invoked_subcommand is not None:
         return
-    tenants = _open_store(db, _default_node_id()).tenants()
+    _refuse_missing_database(ctx, db)
+    from bgservice_core.tenants import TenantError
+
+    try:
+        tenants = _open_store(db, _default_node_id()).tenants()
+    except TenantError as err:
+        raise click.ClickException(str(err)) from err
     rows = [dataclasses.asdict(tenant) for tenant in tenants]
 
     if as_json:
@@ -242,6 +277,19 @@ def tenants_group(ctx: click.Context, db: str, as_json: bool) -> None:
 
         shown = redact_dsn(db)
         click.echo(f"no tenants in {shown}; add one with: {_add_example(ctx, shown)}")
+
+
+def _refuse_missing_database(ctx: click.Context, db: str) -> None:
+    """Stop a listing of a SQLite file that does not exist, before it is created."""
+    from bgservice_core.dsn import is_postgres_url, looks_like_libpq_keywords
+
+    # A connection string is the store's to refuse, with its password hidden.
+    if is_postgres_url(db) or looks_like_libpq_keywords(db) or Path(db).exists():
+        return
+    raise click.ClickException(
+        f"no tenant database at {db!r}; add a tenant to create it: "
+        f"{_add_example(ctx, db)}"
+    )
 
 
 def _add_example(ctx: click.Context, db: str) -> str:
@@ -280,18 +328,34 @@ def tenants_add(db: str, slugs: Sequence[str], db_here: str | None) -> None:
 
     store = _open_store(db_here or db, _default_node_id())
     for slug in slugs:
-        added = store.add_tenant(slug)
+        try:
+            added = store.add_tenant(slug)
+        except TenantError as err:
+            # A locked or read-only file: a message, not a traceback.
+            raise click.ClickException(str(err)) from err
         click.echo(f"{'added' if added else 'exists'}: {slug}")
 
 
-def _open_store(db: str, node_id: str, *, listen: bool = False) -> Any:
+class _UnusableDatabase(click.ClickException):
+    """A ``--db`` that ``run`` cannot use: its configuration is unusable."""
+
+    exit_code = ExitCode.CONFIG_ERROR
+
+
+def _open_store(
+    db: str,
+    node_id: str,
+    *,
+    listen: bool = False,
+    error: type[click.ClickException] = click.ClickException,
+) -> Any:
     from bgservice_core.tenants import TenantError
     from bgservice_core.tenants_postgres import PostgresTenantStore, open_tenant_store
 
     try:
         store = open_tenant_store(db, node_id, listen=listen)
     except TenantError as err:
-        raise click.ClickException(str(err)) from err
+        raise error(str(err)) from err
     if isinstance(store, PostgresTenantStore):
         # It holds pooled connections, and a listening thread, until closed.
         click.get_current_context().call_on_close(store.close)
@@ -318,6 +382,31 @@ def _complete_backend_names(
     ]
 
 
+class _Seconds(click.ParamType[float, Any]):
+    """A timeout in seconds: finite, above 0 and at most one week."""
+
+    name = "seconds"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        from bgservice_core._lifecycle import MAX_TIMEOUT
+
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        # A nan or infinite timeout would silently disable the deadline.
+        if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT):
+            self.fail(
+                f"{value!r} is not a usable number of seconds: it must be finite, "
+                f"greater than 0 and at most {MAX_TIMEOUT:g} (one week)",
+                param,
+                ctx,
+            )
+        return seconds
+
+
 @main.command("run")
 @click.argument(
     "names",
@@ -334,14 +423,14 @@ def _complete_backend_names(
 @_db_option
 @click.option(
     "--drain-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Seconds(),
     default=25.0,
     show_default=True,
     help="Seconds all services together get to stop after SIGINT or SIGTERM.",
 )
 @click.option(
     "--start-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Seconds(),
     default=10.0,
     show_default=True,
     help="Seconds one start() may take before the start counts as failed.",
@@ -372,16 +461,20 @@ def run_command(
 
     NAMES is a comma-separated list such as "heartbeat,credit-gate"; without
     it, BGSERVICE_BACKGROUND_SERVICES is read. Empty entries and "nop" are
-    ignored. A second SIGINT or SIGTERM while draining exits at once;
-    SIGHUP is ignored with a warning (nothing is reloaded).
+    ignored. A second SIGINT or SIGTERM while draining exits at once; one
+    that arrives while the backends are being imported or built abandons
+    the start, and exits 0. SIGHUP is ignored with a warning (nothing is
+    reloaded).
 
     \b
     Exit codes:
       0  drained cleanly          5  a service failed to start
       1  internal error           6  a service did not stop in time
       2  usage error              7  a service's stop() raised
-      3  unknown, conflicting     8  a service crashed while running
-         or repeated name         9  forced exit by a second signal
+      3  unusable configuration   8  a service crashed while running
+         (unknown, conflicting    9  forced exit by a second signal
+         or repeated name, or        during the drain
+         a --db that cannot be used)
       4  a backend failed to load or build its service
 
     \b
@@ -401,7 +494,12 @@ def run_command(
     code = run_chassis(
         names=names,
         node_id=node_id or _default_node_id(),
-        store=_open_store(db, node_id or _default_node_id(), listen=True),
+        store=_open_store(
+            db,
+            node_id or _default_node_id(),
+            listen=True,
+            error=_UnusableDatabase,
+        ),
         drain_timeout=drain_timeout,
         start_timeout=start_timeout,
         crash_policy=on_crash,
@@ -443,13 +541,17 @@ def _default_node_id() -> str:
     "--directory",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where to create it. Default: ./bgservice-NAME.",
+    help=(
+        "The folder to create, or an empty one to fill; its parent must exist. "
+        "Default: ./bgservice-NAME."
+    ),
 )
 def new_command(name: str, directory: Path | None) -> None:
-    """Create a backend distribution named NAME, ready to install and run.
+    """Create a backend distribution, ready to install and run.
 
-    It holds a working service with one setting, its entry point, and tests
-    that run the conformance check; the output says what to do next.
+    NAME is the backend name a backend list will select. The new distribution
+    holds a working service with one setting, its entry point, and tests that
+    run the conformance check; the output says what to do next.
 
     \b
     Examples:
@@ -463,8 +565,14 @@ def new_command(name: str, directory: Path | None) -> None:
         _scaffold.create_backend(name, target)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="NAME") from err
-    except FileExistsError as err:
+    except _scaffold.TargetDirectoryError as err:
         raise click.UsageError(str(err)) from err
+    except OSError as err:
+        # Whatever the file system refused: a path too long, a read-only place.
+        reason = err.strerror or str(err)
+        raise click.ClickException(
+            f"cannot create the backend in {str(target)!r}: {reason}"
+        ) from err
 
     click.echo(f"created backend {name!r} in {target}")
     for claimant in _scaffold.installed_claimants(name):

@@ -22,6 +22,7 @@ from bgservice_core._errors import (
     ENTRY_POINT_GROUP,
     REGISTERED_IN_PROCESS,
     BackendConflictError,
+    BackendLoadError,
 )
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,15 @@ def check_backend_name(name: str) -> None:
         )
 
 
+def backend_name_problem(name: str) -> str | None:
+    """Say why a backend list could never select ``name``; None if it can."""
+    try:
+        check_backend_name(name)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 def installed_entries(name: str | None = None) -> Iterable[BackendEntry]:
     """Yield the installed entry points of the group, optionally of one name only.
 
@@ -177,6 +187,7 @@ def resolve(
     """Return the one entry offering ``name``, among ``installed`` and the registry.
 
     :raises BackendConflictError: more than one distinct source offers it.
+    :raises BackendLoadError: the name is one ``register()`` would refuse.
     """
     claimants: list[BackendEntry] = []
     for entry_point in installed:
@@ -189,6 +200,13 @@ def resolve(
 
     if len(claimants) > 1:
         raise BackendConflictError(name, [entry.claimant() for entry in claimants])
+    # A name with whitespace inside survives the list syntax, but the same
+    # rules apply to installed names as to registered ones.
+    problem = backend_name_problem(name)
+    if problem is not None:
+        raise BackendLoadError(
+            claimants[0], f"{problem}; its distribution must rename the entry point"
+        )
     return claimants[0]
 
 

@@ -29,7 +29,8 @@ class ExitCode(enum.IntEnum):
     INTERNAL_ERROR = 1
     #: The command line was malformed (click's own usage errors).
     USAGE_ERROR = 2
-    #: The backend list names an unknown, conflicting or repeated backend.
+    #: The configuration is unusable: an unknown, conflicting or repeated
+    #: backend name, or a ``--db`` that cannot be used.
     CONFIG_ERROR = 3
     #: A selected backend failed to import, validate or construct its service.
     LOAD_ERROR = 4

@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 #: How often a waiting loop looks for a shutdown request; see request_shutdown.
 _POLL_SECONDS = 0.05
 
+#: The longest timeout a runner accepts, one week: a longer one is a mistake,
+#: and math.inf or nan would silently disable the deadline.
+MAX_TIMEOUT = 7 * 24 * 3600.0
+
 _SLOW_START_HINT = (
     "; start() should return at once and leave the work to a background thread"
 )
@@ -149,6 +153,8 @@ class ServiceRunner:
     :param start_timeout: seconds a ``start()`` may take before it fails.
     :param slow_start: seconds after which a successful ``start()`` is logged as
         a warning, since it should return at once.
+    :raises TypeError: a timeout is not a number (a bool is not one either).
+    :raises ValueError: a timeout is not finite, or not in (0, MAX_TIMEOUT].
     :param crash_policy: what a crash given to :meth:`report_failure` does.
     """
 
@@ -161,8 +167,8 @@ class ServiceRunner:
         crash_policy: CrashPolicy = CrashPolicy.SHUTDOWN,
     ) -> None:
         self.logger = logger or logging.getLogger(__name__)
-        self.start_timeout = start_timeout
-        self.slow_start = slow_start
+        self.start_timeout = check_seconds("start_timeout", start_timeout)
+        self.slow_start = check_seconds("slow_start", slow_start)
         self.crash_policy = crash_policy
 
         self._lock = threading.Lock()
@@ -173,6 +179,11 @@ class ServiceRunner:
         self._stops: dict[str, _Call] = {}
         self._crashes: dict[str, BaseException] = {}
         self._stopped_order: list[str] = []
+        # Starts that returned, and starts already counted as failed for taking
+        # too long: each start is decided once, under the lock.
+        self._returned: set[str] = set()
+        self._timed_out: set[str] = set()
+        self._drain_begun = False
         # A plain attribute, not an Event: request_shutdown runs inside signal
         # handlers, where taking a lock the interrupted code holds would deadlock.
         self._shutdown_requested = False
@@ -183,6 +194,11 @@ class ServiceRunner:
     def shutdown_requested(self) -> bool:
         """Whether a signal, a crash or a drain asked the chassis to stop."""
         return self._shutdown_requested
+
+    @property
+    def drain_begun(self) -> bool:
+        """Whether :meth:`drain` has been called."""
+        return self._drain_begun
 
     def request_shutdown(self) -> None:
         """Ask :meth:`start` to stop early and :meth:`wait` to return.
@@ -261,7 +277,7 @@ class ServiceRunner:
         """Wait for a ``start()``; False if a shutdown request cut it short."""
         deadline = time.monotonic() + self.start_timeout
         while not call.wait(_slice(deadline)):
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline and self._count_as_timed_out(call.name):
                 timeout = self.start_timeout
                 reason = f"start() did not return within {timeout:g}s"
                 self._fail_start(call.name, reason)
@@ -274,8 +290,26 @@ class ServiceRunner:
                 return False
         return True
 
+    def _count_as_timed_out(self, name: str) -> bool:
+        """Count a start past its deadline as failed, unless it just returned."""
+        with self._lock:
+            if name in self._returned:
+                return False
+            self._timed_out.add(name)
+            return True
+
     def _start_finished(self, call: _Call) -> None:
         """Log a start as it returns, in its own thread, even a late one."""
+        with self._lock:
+            self._returned.add(call.name)
+            late = call.name in self._timed_out
+        if late and call.error is None:
+            self.logger.warning(
+                "service %r returned after the start timeout, %.3fs; counted as failed",
+                call.name,
+                call.duration,
+            )
+            return
         if call.error is not None:
             return  # raised by whoever waits for it, or reported by its stop
         slow = call.duration >= self.slow_start
@@ -318,10 +352,14 @@ class ServiceRunner:
         Also requests a shutdown, so that a :meth:`start` still running starts
         nothing more. Calling it again waits again for the stops still running;
         no service is stopped twice.
+
+        :raises TypeError: ``timeout`` is not a number.
+        :raises ValueError: ``timeout`` is not finite, or not in (0, MAX_TIMEOUT].
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + check_seconds("timeout", timeout)
         with self._lock:
             self._shutdown_requested = True
+            self._drain_begun = True
             newest_first = list(reversed(self._started))
         if newest_first:
             self.logger.info(
@@ -349,6 +387,14 @@ class ServiceRunner:
         """
         finished = set(self._stopped_order.copy())
         return [name for name in self._stops.copy() if name not in finished]
+
+    def never_stopped(self) -> list[str]:
+        """Return the started services whose ``stop()`` has not been called.
+
+        Takes no lock, for the same reason as :meth:`still_draining`.
+        """
+        stopping = set(self._stops.copy())
+        return [name for name in self._started.copy() if name not in stopping]
 
     def report(self) -> DrainReport:
         """Describe the stops so far."""
@@ -413,6 +459,25 @@ class ServiceRunner:
             call.duration,
             exc_info=(type(call.error), call.error, call.error.__traceback__),
         )
+
+
+def check_seconds(parameter: str, value: object) -> float:
+    """Return ``value`` as seconds if it is a usable timeout, or raise.
+
+    :raises TypeError: it is not an int or a float, or it is a bool.
+    :raises ValueError: it is nan or infinite, or not in (0, MAX_TIMEOUT].
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"{parameter} must be a number of seconds, not "
+            f"{type(value).__name__} {value!r}"
+        )
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise ValueError(
+            f"{parameter} must be a finite number of seconds greater than 0 and "
+            f"at most {MAX_TIMEOUT:g} (one week); got {value!r}"
+        )
+    return float(value)
 
 
 def _raised(method: str, call: _Call) -> str:

@@ -81,6 +81,7 @@ def open(names: str, config: Config) -> list[Service]:
     :param names: e.g. ``"heartbeat, credit-gate"``.
     :param config: the chassis' configuration; each backend gets a copy with a
         logger named after it.
+    :raises TypeError: ``names`` is not a string, e.g. a list.
     :raises InvalidBackendListError: a name is listed twice.
     :raises UnknownBackendError: names that nothing provides (all of them).
     :raises BackendConflictError: two distributions provide one selected name.
@@ -92,6 +93,12 @@ def open(names: str, config: Config) -> list[Service]:
 
 def open_by_name(names: str, config: Config) -> dict[str, Service]:
     """Like :func:`open`, but return the services keyed by backend name, in order."""
+    if not isinstance(names, str):
+        raise TypeError(
+            f"names must be a comma-separated string such as 'heartbeat, "
+            f"credit-gate', not {type(names).__name__} {reprlib.repr(names)}; "
+            "join a list first: ', '.join(names)"
+        )
     selected = resolve_backends(parse_backend_names(names))
     constructors = [(entry.name, load_constructor(entry)) for entry in selected]
     return {

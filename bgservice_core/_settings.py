@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 
 from bgservice_core._errors import SettingError
@@ -26,21 +27,33 @@ def read_text(variable: str, default: str) -> str:
     return raw.strip()
 
 
-def read_seconds(variable: str, default: float) -> float:
+# Plain ASCII notation only: int() and float() would also take "1_0" and
+# digits of other scripts, which no operator means to type into a setting.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
+def read_seconds(
+    variable: str, default: float, *, minimum: float | None = None
+) -> float:
     """Return a positive, finite number of seconds from ``variable``.
 
+    :param minimum: the shortest period accepted, for a loop that must not
+        spin; without one, any positive number is.
     :raises SettingError: the value is not such a number.
     """
     raw = os.environ.get(variable)
     if raw is None:
         return default
     expected = f"a positive number of seconds, such as {default:g}"
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise SettingError(variable, raw, expected) from None
+    if not _DECIMAL.fullmatch(raw.strip()):
+        raise SettingError(variable, raw, expected)
+    seconds = float(raw)
     if not math.isfinite(seconds) or seconds <= 0:
         raise SettingError(variable, raw, expected)
+    if minimum is not None and seconds < minimum:
+        at_least = f"a number of seconds of at least {minimum:g}, such as {default:g}"
+        raise SettingError(variable, raw, at_least)
     if seconds > threading.TIMEOUT_MAX:
         # A longer wait overflows the platform's timers: the loop would crash on
         # its first wait instead of the chassis refusing the value at startup.
@@ -67,10 +80,9 @@ def read_integer(
     if raw is None:
         return default
     expected = _integer_expectation(default, minimum, maximum)
-    try:
-        number = int(raw.strip())
-    except ValueError:
-        raise SettingError(variable, raw, expected) from None
+    if not _WHOLE_NUMBER.fullmatch(raw.strip()):
+        raise SettingError(variable, raw, expected)
+    number = int(raw)
     if (minimum is not None and number < minimum) or (
         maximum is not None and number > maximum
     ):

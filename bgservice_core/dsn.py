@@ -21,6 +21,18 @@ def is_postgres_url(dsn: str) -> bool:
     return dsn.strip().lower().startswith(POSTGRES_SCHEMES)
 
 
+def looks_like_libpq_keywords(text: str) -> bool:
+    """Whether ``text`` is a libpq ``key=value`` connection string.
+
+    Such a string, ``host=db port=5432 password=secret``, is not a file name:
+    taken as one, it would create a file named after the password.
+    """
+    pairs = _KEYWORD_PAIR.findall(text)
+    if not pairs or _KEYWORD_PAIR.sub("", text).strip():
+        return False
+    return any(keyword.lower() in _LIBPQ_KEYWORDS for keyword in pairs)
+
+
 def redact_dsn(dsn: str) -> str:
     """Return ``dsn`` with its password, if any, replaced by ``***``.
 
@@ -54,6 +66,26 @@ _KEYWORD_PASSWORD = re.compile(
     r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE
 )
 _QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#]*)", re.I)
+# One "keyword = value" pair; a value is quoted, or runs to the next space.
+_KEYWORD_PAIR = re.compile(r"\s*([A-Za-z_]+)\s*=\s*(?:'(?:[^'\\]|\\.)*'|\S+)")
+# The connection keywords a libpq string is made of, enough to recognise one.
+_LIBPQ_KEYWORDS = frozenset(
+    {
+        "application_name",
+        "connect_timeout",
+        "dbname",
+        "host",
+        "hostaddr",
+        "options",
+        "passfile",
+        "password",
+        "port",
+        "service",
+        "sslmode",
+        "target_session_attrs",
+        "user",
+    }
+)
 
 
 def _passwords(dsn: str) -> set[str]:

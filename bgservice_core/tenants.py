@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bgservice_core._errors import BGServiceError
+from bgservice_core.dsn import looks_like_libpq_keywords, redact_dsn
 
 #: Lowercase letters, digits and inner hyphens, like a DNS label.
 SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -88,13 +89,20 @@ class SQLiteTenantStore:
             # Every call opens its own connection, and each would get a fresh,
             # empty database: nothing would be kept.
             raise _unusable_database(path, "it is not a file")
+        if looks_like_libpq_keywords(str(path)):
+            # Taken as a file name, it would create a file named after the password.
+            raise TenantError(
+                f"cannot use {redact_dsn(str(path))!r} as the tenant database: it is "
+                "a key=value connection string; write a postgresql:// URL instead, "
+                "such as postgresql://user:password@host:5432/dbname"
+            )
         if self.path.is_dir():
             raise _unusable_database(path, "it is a directory")
 
         try:
             self._prepare()
         except sqlite3.Error as err:
-            raise _unusable_database(path, str(err)) from err
+            raise _unusable_database(path, _explain(err)) from err
 
     def _prepare(self) -> None:
         connection = self._connect()
@@ -184,19 +192,22 @@ class SQLiteTenantStore:
         consistent snapshot without taking the write lock, so listing tenants
         neither waits for nor delays a writer.
         """
-        connection = self._connect()
         try:
-            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
+            connection = self._connect()
             try:
-                yield connection
-            except BaseException:
-                # SQLite may already have rolled back after its own error.
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        finally:
-            connection.close()
+                connection.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
+                try:
+                    yield connection
+                except BaseException:
+                    # SQLite may already have rolled back after its own error.
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+                connection.execute("COMMIT")
+            finally:
+                connection.close()
+        except sqlite3.Error as err:
+            raise _unusable_database(self.path, _explain(err)) from err
 
 
 def _select_rows(
@@ -231,6 +242,26 @@ def _unusable_database(path: str | Path, reason: str) -> TenantError:
         f"cannot use {str(path)!r} as the tenant database: {reason}; "
         "point --db or BGSERVICE_DB at a writable SQLite file"
     )
+
+
+#: What to do about a SQLite failure, by its primary result code; SQLite's own
+#: words say enough for the rest ("unable to open database file").
+_ADVICE = {
+    "SQLITE_BUSY": "another process holds it locked; retry when it has finished",
+    "SQLITE_LOCKED": "another process holds it locked; retry when it has finished",
+    "SQLITE_READONLY": "the file is read-only; make it writable for this user",
+    "SQLITE_CORRUPT": "the file is damaged; restore it from a backup",
+    "SQLITE_FULL": "the disk is full; free some space and retry",
+}
+
+
+def _explain(err: sqlite3.Error) -> str:
+    """Say what went wrong and what to do, quoting SQLite's own words."""
+    name = getattr(err, "sqlite_errorname", "") or ""
+    # Extended codes, such as SQLITE_READONLY_DBMOVED, share the advice.
+    primary = "_".join(name.split("_")[:2])
+    advice = _ADVICE.get(primary)
+    return f"{advice} (SQLite says: {err})" if advice else str(err)
 
 
 def check_slug(slug: str) -> None:

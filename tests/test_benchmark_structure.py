@@ -9,11 +9,14 @@ environments and the harness measure what they claim to.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import importlib
 import json
+import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,6 +26,7 @@ import importlib_metadata
 import pytest
 
 import bgservice_core
+from benchmarks.credit_gate import fill_sqlite, slug
 from benchmarks.environments import (
     BACKEND_GROUP,
     Environment,
@@ -335,6 +339,75 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     """A misspelt name fails as a missing attribute, naming it."""
     with pytest.raises(AttributeError, match="has no attribute 'opne'"):
         bgservice_core.opne  # type: ignore[attr-defined]  # noqa: B018
+
+
+# -- the credit-gate ledgers --------------------------------------------------
+
+
+class RecordingGate:
+    """A Gate that remembers which tenants it was asked to change."""
+
+    def __init__(self) -> None:
+        self.changes: set[tuple[str, int]] = set()
+
+    def set_gate(
+        self, slug: str, suspended: bool, deny_status: int, deny_reason: str
+    ) -> None:
+        self.changes.add((slug, int(suspended)))
+
+
+def test_a_generated_ledger_is_in_the_steady_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick on a freshly generated ledger calls the Gate for no tenant."""
+    ledger = tmp_path / "ledger.db"
+    fill_sqlite(ledger, 1000, node_id="node.test")
+    gate = RecordingGate()
+
+    tick_once(ledger, gate, monkeypatch)
+
+    assert gate.changes == set()
+
+
+def test_the_plain_query_selects_the_changes_a_tick_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The baseline query picks out exactly the tenants whose gate a tick changes."""
+    ledger = tmp_path / "ledger.db"
+    fill_sqlite(ledger, 1000, node_id="node.test")
+    with contextlib.closing(sqlite3.connect(ledger)) as connection, connection:
+        # Newly out of credit, topped up, and exhausted but not yet recorded.
+        connection.execute(
+            "UPDATE credit_balances SET balance = 0 WHERE slug = ?", (slug(5),)
+        )
+        connection.execute(
+            "UPDATE credit_balances SET balance = 7 WHERE slug = ?", (slug(100),)
+        )
+        connection.execute(
+            "DELETE FROM credit_gate_engagements WHERE slug = ?", (slug(200),)
+        )
+    query = (CHILDREN / "changes_due.sql").read_text()
+    with contextlib.closing(sqlite3.connect(ledger)) as connection:
+        selected = set(connection.execute(query).fetchall())
+    gate = RecordingGate()
+
+    tick_once(ledger, gate, monkeypatch)
+
+    assert selected == {(slug(5), 1), (slug(100), 0), (slug(200), 1)}
+    assert gate.changes == selected
+
+
+def tick_once(
+    ledger: Path, gate: RecordingGate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Open the installed credit-gate backend on ``ledger`` and run one tick."""
+    monkeypatch.setenv("BGSERVICE_CREDIT_DSN", str(ledger))
+    monkeypatch.setenv("BGSERVICE_CREDIT_STATE_DSN", str(ledger))
+    config = bgservice_core.Config(
+        logger=logging.getLogger("tests.bench"), gate=gate, node_id="node.test"
+    )
+    (service,) = bgservice_core.open("credit-gate", config)
+    service.tick()  # type: ignore[attr-defined]
 
 
 # -- the drain ----------------------------------------------------------------

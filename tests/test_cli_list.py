@@ -25,6 +25,7 @@ COLUMNS = [
     "entry_point",
     "summary",
     "conflict",
+    "valid_name",
 ]
 
 
@@ -69,7 +70,13 @@ def install_example_backends(site: Path) -> None:
     install_backend(site, "alpha", version="0.1", summary="Runs first")
 
 
-def row(name: str, version: str, summary: str, conflict: bool = False) -> Any:
+def row(
+    name: str,
+    version: str,
+    summary: str,
+    conflict: bool = False,
+    valid_name: bool = True,
+) -> Any:
     """Return the JSON row of a backend installed by install_backend."""
     return {
         "name": name,
@@ -78,7 +85,31 @@ def row(name: str, version: str, summary: str, conflict: bool = False) -> Any:
         "entry_point": f"{name}_mod",
         "summary": summary,
         "conflict": conflict,
+        "valid_name": valid_name,
     }
+
+
+def install_unselectable_backends(site: Path) -> None:
+    """Install entry points named so that no backend list can select them."""
+    install_distribution(
+        site,
+        "odd-dist",
+        entry_points={"x,y": "comma_mod", "nop": "nop_mod", "Bad Name": "space_mod"},
+        modules={
+            f"{module}.py": "raise RuntimeError('never import me')\n"
+            for module in ("comma_mod", "nop_mod", "space_mod")
+        },
+    )
+
+
+def invalid_name_note(name: str) -> str:
+    """The stderr note ``list`` prints for an entry point of odd-dist."""
+    return (
+        f"INVALID NAME: invalid backend name {name!r}: a name is a non-empty "
+        "string without whitespace or commas, and 'nop' is reserved for 'no "
+        "service'; no backend list can select it, so distribution odd-dist must "
+        "rename its entry point in group 'bgservice.backends'."
+    )
 
 
 # -- listing ------------------------------------------------------------------
@@ -155,6 +186,84 @@ def test_list_flags_conflicts(only_site_dir: Path) -> None:
         "\nCONFLICT: more than one distribution offers this name; selecting "
         "it is an error until all but one are uninstalled.\n"
     )
+
+
+def test_list_flags_names_no_list_can_select(only_site_dir: Path) -> None:
+    """Names with commas or whitespace, and "nop", are marked and explained."""
+    install_example_backends(only_site_dir)
+    install_unselectable_backends(only_site_dir)
+
+    result = bgservice("list")
+
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[2:] == [
+        "'Bad Name' (INVALID NAME)  odd-dist        1.0        space_mod",
+        "alpha                      alpha-dist      0.1        alpha_mod      "
+        "Runs first",
+        "'nop' (INVALID NAME)       odd-dist        1.0        nop_mod",
+        "'x,y' (INVALID NAME)       odd-dist        1.0        comma_mod",
+        "zeta                       zeta-dist       1.10       zeta_mod       "
+        "Runs last",
+    ]
+    assert result.stderr == "\n" + "".join(
+        invalid_name_note(name) + "\n" for name in ["Bad Name", "nop", "x,y"]
+    )
+
+
+def test_list_json_says_whether_a_name_is_valid(only_site_dir: Path) -> None:
+    """--json marks an unselectable name with "valid_name": false."""
+    install_example_backends(only_site_dir)
+    install_unselectable_backends(only_site_dir)
+
+    rows = json.loads(bgservice("list", "--json").stdout)
+
+    assert {each["name"]: each["valid_name"] for each in rows} == {
+        "Bad Name": False,
+        "alpha": True,
+        "nop": False,
+        "x,y": False,
+        "zeta": True,
+    }
+    assert all(list(each) == COLUMNS for each in rows)
+
+
+def test_list_marks_a_name_both_invalid_and_in_conflict(only_site_dir: Path) -> None:
+    """Both flags show when two distributions offer one unselectable name."""
+    install_unselectable_backends(only_site_dir)
+    install_distribution(only_site_dir, "rival-dist", entry_points={"nop": "rival"})
+
+    result = bgservice("list")
+
+    assert [line.split("  ")[0] for line in result.stdout.splitlines()[2:]] == [
+        "'Bad Name' (INVALID NAME)",
+        "'nop' (CONFLICT) (INVALID NAME)",
+        "'nop' (CONFLICT) (INVALID NAME)",
+        "'x,y' (INVALID NAME)",
+    ]
+
+
+def test_check_reports_invalid_names_as_errors(only_site_dir: Path) -> None:
+    """list --check fails an unselectable name without importing it, exit 4."""
+    install_example_backends(only_site_dir)
+    install_unselectable_backends(only_site_dir)
+
+    exit_code, statuses = check_statuses()
+
+    assert exit_code == ExitCode.LOAD_ERROR
+    assert statuses == {
+        name: (
+            f"cannot load backend {name!r} (entry point {module!r} in group "
+            "'bgservice.backends', distribution odd-dist 1.0): invalid backend "
+            f"name {name!r}: a name is a non-empty string without whitespace or "
+            "commas, and 'nop' is reserved for 'no service'; its distribution "
+            "must rename the entry point"
+        )
+        for name, module in [
+            ("Bad Name", "space_mod"),
+            ("nop", "nop_mod"),
+            ("x,y", "comma_mod"),
+        ]
+    } | {"alpha": "ok", "zeta": "ok"}
 
 
 @pytest.mark.parametrize("arguments", [["list"], ["list", "--check"]])

@@ -112,3 +112,34 @@ def test_every_help_has_an_example(path: tuple[str, ...]) -> None:
     assert result.exit_code == 0, result.output
     assert "Example" in result.output
     assert f"bgservice {' '.join(path)}".rstrip() in result.output.split("Example")[1]
+
+
+@pytest.mark.parametrize("path", every_command(main), ids=" ".join)
+def test_every_help_reads_as_plain_text(path: tuple[str, ...]) -> None:
+    """--help shows no reStructuredText markup: click prints docstrings as they are."""
+    result = CliRunner().invoke(main, [*path, "--help"])
+
+    assert result.exit_code == 0, result.output
+    assert "`" not in result.output
+    assert ":class:" not in result.output
+    assert ":func:" not in result.output
+
+
+def every_group(
+    group: click.Group, path: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
+    """The paths of ``group`` and of the groups under it."""
+    paths = [path]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            paths += every_group(command, (*path, name))
+    return paths
+
+
+@pytest.mark.parametrize("group", every_group(main), ids=" ".join)
+def test_command_summaries_are_not_cut_short(group: tuple[str, ...]) -> None:
+    """A group's list of commands shows each summary whole, without '...'."""
+    result = CliRunner().invoke(main, [*group, "--help"])
+
+    commands = result.output.partition("Commands:\n")[2]
+    assert "..." not in commands

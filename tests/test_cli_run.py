@@ -359,3 +359,35 @@ def test_run_help_lists_every_exit_code() -> None:
 
     for code in range(10):
         assert re.search(rf"^\s+(.*\s)?{code}  \S", completed.stdout, re.MULTILINE)
+
+
+def test_shutdown_signal_interrupts_a_constructor_that_hangs(
+    launcher: Launcher,
+) -> None:
+    """SIGINT while a constructor hangs abandons the start and exits 0 at once."""
+    chassis = launcher.run("alpha,beta", scripts={"beta": "build=hang"})
+    chassis.wait_for(r"imported backend 'beta'")
+
+    chassis.send(signal.SIGINT)
+
+    assert chassis.finish() == 0
+    assert chassis.messages()[-1] == (
+        "start abandoned while the backends were being opened; no service was started"
+    )
+    assert launcher.recorded() == []
+
+
+def test_unusable_db_exits_3_before_any_backend_is_imported(
+    launcher: Launcher,
+) -> None:
+    """A --db in a missing directory is a configuration error, not an internal one."""
+    missing = launcher.workdir / "missing" / "x.db"
+
+    chassis = launcher.run("alpha", "--db", str(missing))
+
+    assert chassis.finish() == 3
+    [line] = chassis.output.splitlines()
+    # The reason between the two is the tenant store's to word.
+    assert line.startswith(f"Error: cannot use {str(missing)!r} as the tenant ")
+    assert line.endswith("; point --db or BGSERVICE_DB at a writable SQLite file")
+    assert launcher.recorded() == []

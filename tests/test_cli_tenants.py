@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,6 +70,8 @@ def seed(database: Path) -> None:
 
 def test_empty_store_says_how_to_add(runner: CliRunner, database: Path) -> None:
     """An empty store names the database and repeats the --db it was given."""
+    SQLiteTenantStore(database, NODE)
+
     result = invoke(runner, "tenants", "--db", str(database))
 
     assert result.exit_code == 0
@@ -78,6 +84,8 @@ def test_empty_store_says_how_to_add(runner: CliRunner, database: Path) -> None:
 
 def test_empty_store_from_environment(runner: CliRunner, database: Path) -> None:
     """With BGSERVICE_DB set, the hint needs no --db: the variable still applies."""
+    SQLiteTenantStore(database, NODE)
+
     result = invoke(runner, "tenants", env={"BGSERVICE_DB": str(database)})
 
     assert result.exit_code == 0
@@ -92,14 +100,12 @@ def test_default_database_is_in_working_directory(
 ) -> None:
     """Without --db or BGSERVICE_DB the store is bgservice.db in the current folder."""
     monkeypatch.chdir(tmp_path)
+    SQLiteTenantStore(tmp_path / "bgservice.db", NODE).add_tenant("acme")
 
-    result = invoke(runner, "tenants")
+    result = invoke(runner, "tenants", "--json")
 
     assert result.exit_code == 0
-    assert result.stdout.splitlines() == [
-        "no tenants in bgservice.db; add one with: bgservice tenants add SLUG"
-    ]
-    assert (tmp_path / "bgservice.db").is_file()
+    assert [row["slug"] for row in json.loads(result.stdout)] == ["acme"]
 
 
 def test_table_lists_every_tenant(runner: CliRunner, database: Path) -> None:
@@ -149,6 +155,8 @@ def test_json_lists_every_tenant(runner: CliRunner, database: Path) -> None:
 
 def test_json_of_empty_store_is_empty_array(runner: CliRunner, database: Path) -> None:
     """--json on an empty store prints [] and no hint, so scripts can parse it."""
+    SQLiteTenantStore(database, NODE)
+
     result = invoke(runner, "tenants", "--db", str(database), "--json")
 
     assert result.exit_code == 0
@@ -161,6 +169,7 @@ def test_db_option_beats_environment(
     """--db wins over BGSERVICE_DB."""
     seed(database)
     other = tmp_path / "other.db"
+    SQLiteTenantStore(other, NODE)
 
     result = invoke(
         runner, "tenants", "--db", str(other), env={"BGSERVICE_DB": str(database)}
@@ -248,7 +257,7 @@ def test_unopenable_database_says_how_to_fix(runner: CliRunner, tmp_path: Path) 
     """A database in a missing directory exits 1 pointing at --db and BGSERVICE_DB."""
     path = tmp_path / "missing" / "tenants.db"
 
-    result = invoke(runner, "tenants", "--db", str(path))
+    result = invoke(runner, "tenants", "--db", str(path), "add", "acme")
 
     assert result.exit_code == 1
     assert result.stdout == ""
@@ -268,3 +277,95 @@ def test_directory_as_database_is_usage_error(
     assert result.stderr.splitlines()[-1] == (
         f"Error: Invalid value for '--db': File {str(tmp_path)!r} is a directory."
     )
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make ``path`` unwritable for this process, even when it runs as root."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        yield
+        return
+    # Root ignores permission bits; only the immutable attribute stops it.
+    if subprocess.run(["chattr", "+i", str(path)], check=False).returncode != 0:
+        pytest.skip("cannot make a file read-only for root here (chattr +i failed)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_add_to_read_only_database_says_how_to_fix(
+    runner: CliRunner, database: Path
+) -> None:
+    """A read-only file exits 1 with advice instead of a SQLite traceback."""
+    seed(database)
+
+    with read_only(database):
+        result = runner.invoke(
+            main, ["tenants", "--db", str(database), "add", "zz"], prog_name="bgservice"
+        )
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"Error: cannot use {str(database)!r} as the tenant database: the file is "
+        "read-only; make it writable for this user (SQLite says: attempt to write "
+        "a readonly database); point --db or BGSERVICE_DB at a writable SQLite file"
+    ]
+    assert stored_slugs(database) == ["acme", "globex"]
+
+
+def test_listing_missing_database_creates_nothing(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing a database that does not exist says so and how to create it."""
+    monkeypatch.chdir(tmp_path)
+
+    result = invoke(runner, "tenants", "--db", "typo.db")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: no tenant database at 'typo.db'; add a tenant to create it: "
+        "bgservice tenants --db typo.db add SLUG"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_listing_missing_default_database_creates_nothing(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --db the hint needs none, and bgservice.db is not created."""
+    monkeypatch.chdir(tmp_path)
+
+    result = invoke(runner, "tenants")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: no tenant database at 'bgservice.db'; add a tenant to create it: "
+        "bgservice tenants add SLUG"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("subcommand", [[], ["add", "zz"]])
+def test_libpq_keyword_string_is_refused(
+    subcommand: list[str],
+    runner: CliRunner,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A key=value DSN asks for a URL, hides the password and creates no file."""
+    monkeypatch.chdir(tmp_path)
+    dsn = "host=127.0.0.1 port=1 password=SEKRIT11"
+
+    result = invoke(runner, "tenants", "--db", dsn, *subcommand)
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: cannot use 'host=127.0.0.1 port=1 password=***' as the tenant "
+        "database: it is a key=value connection string; write a postgresql:// URL "
+        "instead, such as postgresql://user:password@host:5432/dbname"
+    ]
+    assert "SEKRIT11" not in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -197,3 +197,50 @@ def test_a_conflict_is_reported_with_unknown_names_first(
         bgservice_core.open("shared, nowhere", config)
 
     assert caught.value.names == ("nowhere",)
+
+
+def install_unselectable(site: Path) -> None:
+    """Install entry points named "Bad Name", "x,y" and "nop", never importable."""
+    install_distribution(
+        site,
+        "odd-dist",
+        entry_points={"Bad Name": "space_mod", "x,y": "comma_mod", "nop": "nop_mod"},
+        modules={
+            f"{module}.py": "raise RuntimeError('never import me')\n"
+            for module in ("space_mod", "comma_mod", "nop_mod")
+        },
+    )
+
+
+def test_opening_a_name_with_whitespace_is_refused(
+    site_dir: Path, config: Config
+) -> None:
+    """An installed name register() would refuse cannot be opened either."""
+    install_unselectable(site_dir)
+
+    with pytest.raises(bgservice_core.BackendLoadError) as caught:
+        bgservice_core.open(" Bad Name ", config)
+
+    assert str(caught.value) == (
+        "cannot load backend 'Bad Name' (entry point 'space_mod' in group "
+        "'bgservice.backends', distribution odd-dist 1.0): invalid backend name "
+        "'Bad Name': a name is a non-empty string without whitespace or commas, "
+        "and 'nop' is reserved for 'no service'; its distribution must rename the "
+        "entry point"
+    )
+    assert "space_mod" not in sys.modules
+
+
+def test_names_with_list_syntax_are_read_as_lists(
+    site_dir: Path, config: Config
+) -> None:
+    """A name "x,y" selects x and y, and "nop" nothing: neither entry is used."""
+    install_unselectable(site_dir)
+
+    with pytest.raises(bgservice_core.UnknownBackendError) as caught:
+        bgservice_core.open("x,y", config)
+
+    assert caught.value.names == ("x", "y")
+    assert bgservice_core.open("nop", config) == []
+    assert "comma_mod" not in sys.modules
+    assert "nop_mod" not in sys.modules

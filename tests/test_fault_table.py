@@ -429,4 +429,147 @@ def invalid_option(launcher: Launcher) -> int:
 
     assert "Invalid value for '--drain-timeout'" in chassis.output
     assert launcher.recorded() == []
+    for option, value in [
+        ("--drain-timeout", "nan"),
+        ("--drain-timeout", "inf"),
+        ("--start-timeout", "1e300"),
+        ("--start-timeout", "-1"),
+    ]:
+        rejected = launcher.run("alpha", option, value)
+        assert rejected.finish() == code
+        assert rejected.output.splitlines()[-1] == (
+            f"Error: Invalid value for {option!r}: {value!r} is not a usable "
+            "number of seconds: it must be finite, greater than 0 and at most "
+            "604800 (one week)"
+        )
+    assert launcher.recorded() == []
     return code
+
+
+#: A backend whose import announces itself and then never finishes.
+HANGING_IMPORT_MODULE = """
+import logging
+import time
+
+logging.getLogger("hanging").warning("import entered")
+time.sleep(3600)
+"""
+
+
+@scenario("F21")
+def signal_while_opening(launcher: Launcher) -> int:
+    """A hung import does not make the first SIGTERM wait; nothing starts."""
+    install_distribution(
+        launcher.site,
+        "hanging-backend",
+        entry_points={"hanging": "hanging_backend"},
+        modules={"hanging_backend.py": HANGING_IMPORT_MODULE},
+    )
+    chassis = launcher.run("alpha,hanging")
+    chassis.wait_for("hanging: import entered")
+
+    chassis.send(signal.SIGTERM)
+    code = chassis.finish()
+
+    assert chassis.messages()[-2:] == [
+        "SIGTERM received; shutting down (send it again to exit at once)",
+        "start abandoned while the backends were being opened; no service was started",
+    ]
+    assert launcher.recorded() == []
+    return code
+
+
+@scenario("F22")
+def repeated_signal_before_drain(launcher: Launcher) -> int:
+    """Two signals handled before the drain begins: the drain still runs."""
+    chassis = launcher.run("alpha,beta")
+    chassis.wait_for(READY)
+
+    # Stopped, the process receives both signals at once when it resumes, as
+    # when GNU timeout signals it and then its process group.
+    chassis.send(signal.SIGSTOP)
+    chassis.send(signal.SIGTERM)
+    chassis.send(signal.SIGINT)
+    chassis.send(signal.SIGCONT)
+    code = chassis.finish()
+
+    shutdown_lines = [m for m in chassis.messages() if " received" in m]
+    assert shutdown_lines == [
+        "SIGINT received; shutting down (send it again to exit at once)",
+        "SIGTERM received again before the drain began; already shutting down "
+        "(a signal during the drain exits at once)",
+    ]
+    assert {"stopped alpha", "stopped beta"} <= set(launcher.recorded())
+    assert "exiting now" not in chassis.output
+    return code
+
+
+#: A backend that takes SIGTERM and SIGINT over while it is imported.
+HANDLER_THIEF_MODULE = """
+import signal
+
+from bgservice_core import hookimpl
+
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class IdleService:
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+
+@hookimpl
+def bgservice_build_service(config):
+    return IdleService()
+"""
+
+
+@scenario("F23")
+def backend_replaces_signal_handlers(launcher: Launcher) -> int:
+    """Handlers a backend replaced are reinstalled with a warning; SIGTERM drains."""
+    install_distribution(
+        launcher.site,
+        "thief-backend",
+        entry_points={"thief": "thief_backend"},
+        modules={"thief_backend.py": HANDLER_THIEF_MODULE},
+    )
+    chassis = launcher.run("alpha,thief")
+    chassis.wait_for(READY)
+
+    chassis.send(signal.SIGTERM)
+    code = chassis.finish()
+
+    warnings = [m for m in chassis.messages() if "handler was replaced" in m]
+    assert warnings == [
+        f"the {name} handler was replaced while the backends were being opened "
+        "(by an import or a constructor); reinstalled the chassis' own, since a "
+        "backend must not handle the chassis' signals"
+        for name in ("SIGINT", "SIGTERM")
+    ]
+    assert "stopped alpha" in launcher.recorded()
+    return code
+
+
+@scenario("F24")
+def unusable_database(launcher: Launcher) -> int:
+    """Every kind of unusable --db exits 3 with its message; nothing is opened."""
+    not_sqlite = launcher.workdir / "notes.db"
+    not_sqlite.write_text("not a database\n")
+    missing = launcher.workdir / "missing" / "x.db"
+    closed_port = "postgresql://bob:hunter2@127.0.0.1:1/nowhere"
+
+    codes = set()
+    for db in (str(not_sqlite), str(missing), closed_port):
+        chassis = launcher.run("alpha", "--db", db)
+        codes.add(chassis.finish())
+        shown = db.replace("hunter2", "***")
+        assert f"Error: cannot use {shown!r} as the tenant " in chassis.output
+        assert "point --db or BGSERVICE_DB at a" in chassis.output
+        assert "hunter2" not in chassis.output
+    assert launcher.recorded() == []
+    assert len(codes) == 1
+    return codes.pop()

@@ -8,6 +8,7 @@ variables. Tests of finer interleavings use small in-test services instead.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import signal
 import threading
@@ -823,3 +824,84 @@ def test_drain_report_exit_codes_follow_the_worst_outcome() -> None:
     ]
 
     assert [(r, r.exit_code) for r, _ in expected] == expected
+
+
+# -- arguments and late starts --------------------------------------------------
+
+
+@pytest.mark.parametrize("parameter", ["start_timeout", "slow_start"])
+@pytest.mark.parametrize("value", [0, -1.0, math.nan, math.inf, 1e300])
+def test_runner_rejects_a_timeout_that_is_no_usable_deadline(
+    parameter: str, value: float
+) -> None:
+    """Zero, negative, nan, infinite and absurd timeouts are a ValueError."""
+    with pytest.raises(ValueError, match="must be a finite number") as caught:
+        ServiceRunner(**{parameter: value})
+
+    assert str(caught.value) == (
+        f"{parameter} must be a finite number of seconds greater than 0 and at "
+        f"most 604800 (one week); got {value!r}"
+    )
+
+
+@pytest.mark.parametrize("value", [True, "10", None])
+def test_runner_rejects_a_timeout_that_is_no_number(value: object) -> None:
+    """A bool, a string or None as a timeout is a TypeError naming its type."""
+    with pytest.raises(TypeError) as caught:
+        ServiceRunner(start_timeout=value)  # type: ignore[arg-type]
+
+    assert str(caught.value) == (
+        f"start_timeout must be a number of seconds, not "
+        f"{type(value).__name__} {value!r}"
+    )
+
+
+@pytest.mark.parametrize("value", [0, -5, math.nan, math.inf, False])
+def test_drain_rejects_an_unusable_timeout_before_stopping_anything(
+    value: float,
+) -> None:
+    """drain() with no usable deadline raises and leaves the services running."""
+    runner = make_runner()
+    probes = released("only")
+    runner.start(probes)
+
+    with pytest.raises((TypeError, ValueError), match="timeout must be a"):
+        runner.drain(value)
+
+    assert probes["only"].calls == ["start", "started"]
+    assert not runner.drain_begun
+    assert runner.drain(5.0).exit_code is ExitCode.OK
+
+
+def test_a_start_returning_after_the_timeout_is_never_logged_as_started(
+    runner_log: pytest.LogCaptureFixture,
+) -> None:
+    """A late start() is logged as counted failed, with its real duration."""
+    runner = make_runner(start_timeout=0.2)
+    late = Probe("late", hold_start=True)
+    late.release_stop.set()
+    threading.Timer(0.4, late.release_start.set).start()
+
+    with pytest.raises(ServiceStartError):
+        runner.start({"late": late})
+    assert late.stop_entered.wait(5)
+
+    messages = [r.getMessage() for r in runner_log.records]
+    assert not [m for m in messages if "started in" in m]
+    returned = [m for m in messages if "returned after the start timeout" in m]
+    assert [without_durations(m) for m in returned] == [
+        "service 'late' returned after the start timeout, Ns; counted as failed"
+    ]
+    assert float(re.findall(r"(\d+\.\d+)s", returned[0])[0]) >= 0.4
+
+
+def test_never_stopped_names_started_services_until_their_stop_begins() -> None:
+    """never_stopped() lists what no drain has reached; drain_begun follows it."""
+    runner = make_runner()
+    runner.start(released("first", "second"))
+
+    assert runner.never_stopped() == ["first", "second"]
+    assert not runner.drain_begun
+    runner.drain(5.0)
+    assert runner.never_stopped() == []
+    assert runner.drain_begun

@@ -289,3 +289,14 @@ def test_all_backends_load_before_any_is_built(
         bgservice_core.open("recording, broken", config)
 
     assert not built.exists()
+
+
+def test_open_rejects_a_list_of_names_with_a_hint(config: Config) -> None:
+    """A list instead of the comma-separated string is a TypeError saying so."""
+    with pytest.raises(TypeError) as caught:
+        bgservice_core.open(["heartbeat"], config)  # type: ignore[arg-type]
+
+    assert str(caught.value) == (
+        "names must be a comma-separated string such as 'heartbeat, credit-gate', "
+        "not list ['heartbeat']; join a list first: ', '.join(names)"
+    )

@@ -74,6 +74,78 @@ def test_new_rejects_a_reserved_name(name: str, tmp_path: Path) -> None:
     )
 
 
+def test_new_rejects_a_name_too_long_for_a_file_name(tmp_path: Path) -> None:
+    """A very long name is a usage error quoting its start, not an OSError."""
+    name = "a" * 300
+
+    result = CliRunner().invoke(main, ["new", name, "--directory", str(tmp_path / "x")])
+
+    assert result.exit_code == 2
+    assert (
+        "Error: Invalid value for NAME: invalid backend name "
+        "'aaaaaaaaaaaaaaaaaaaa...': it is 300 characters long; use at most 64"
+    ) in " ".join(result.output.split())
+    assert not (tmp_path / "x").exists()
+
+
+def test_new_accepts_a_name_of_the_longest_length(tmp_path: Path) -> None:
+    """A name of exactly 64 characters is still accepted."""
+    result = CliRunner().invoke(
+        main, ["new", "a" * 64, "--directory", str(tmp_path / "x")]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "x" / f"tests/test_bgservice_{'a' * 64}.py").is_file()
+
+
+def test_new_creates_only_the_last_folder(tmp_path: Path) -> None:
+    """Like mkdir without -p, a missing parent folder is a usage error."""
+    target = tmp_path / "missing" / "deep" / "dir"
+
+    result = CliRunner().invoke(main, ["new", "cleanup", "--directory", str(target)])
+
+    assert result.exit_code == 2
+    assert (
+        f"Error: cannot create {str(target)!r}: its parent folder "
+        f"{str(target.parent)!r} does not exist; create it first, or choose "
+        "another place with --directory"
+    ) in " ".join(result.output.split())
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("folder", "reason"),
+    [
+        ("b" * 300, "File name too long"),
+        ("read-only/x", "Permission denied"),
+        pytest.param(
+            "/proc/bgservice-new",  # absolute: replaces tmp_path when joined
+            "No such file or directory",
+            marks=pytest.mark.skipif(
+                not Path("/proc/self").exists(), reason="needs Linux's /proc"
+            ),
+        ),
+    ],
+)
+def test_new_reports_what_the_file_system_refuses(
+    tmp_path: Path, folder: str, reason: str
+) -> None:
+    """A folder the system cannot create is an error quoting it, no traceback."""
+    (tmp_path / "read-only").mkdir(mode=0o500)
+    if os.geteuid() == 0 and reason == "Permission denied":
+        pytest.skip("root may write into a read-only folder")
+    target = tmp_path / folder
+
+    result = CliRunner().invoke(main, ["new", "cleanup", "--directory", str(target)])
+
+    assert result.exit_code == 1
+    assert result.exception is not None
+    assert isinstance(result.exception, SystemExit)
+    assert result.output == (
+        f"Error: cannot create the backend in {str(target)!r}: {reason}\n"
+    )
+
+
 def test_new_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     """Nothing is overwritten: a non-empty target folder is a usage error."""
     (tmp_path / "keep.txt").write_text("mine")
@@ -121,6 +193,18 @@ def test_new_fills_an_empty_folder_and_says_what_next(tmp_path: Path) -> None:
     ]
 
 
+def test_a_service_class_named_test_is_not_collected(tmp_path: Path) -> None:
+    """A class whose name starts with Test tells pytest it holds no tests."""
+    CliRunner().invoke(main, ["new", "test", "--directory", str(tmp_path / "t")])
+    CliRunner().invoke(main, ["new", "cleanup", "--directory", str(tmp_path / "c")])
+
+    tested = (tmp_path / "t" / "bgservice_test" / "__init__.py").read_text()
+    cleanup = (tmp_path / "c" / "bgservice_cleanup" / "__init__.py").read_text()
+    assert "class TestService(LoopService):" in tested
+    assert "    __test__ = False\n" in tested
+    assert "__test__" not in cleanup
+
+
 def test_new_defaults_to_a_folder_named_after_the_distribution(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -157,10 +241,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     The installation goes to a folder of its own, ``site``, beside the project.
     """
-    root = tmp_path_factory.mktemp("scaffold")
-    project = root / "bgservice-cleanup"
+    return scaffold_and_install(tmp_path_factory.mktemp("scaffold"), "cleanup")
+
+
+def scaffold_and_install(root: Path, name: str) -> Path:
+    """Scaffold backend ``name`` into ``root`` and pip-install it into root/site."""
+    project = root / f"bgservice-{name}"
     subprocess.run(
-        [*bgservice_command(), "new", "cleanup", "--directory", str(project)],
+        [*bgservice_command(), "new", name, "--directory", str(project)],
         check=True,
         capture_output=True,
     )
@@ -228,6 +316,23 @@ def test_the_generated_tests_pass(installed: Path) -> None:
         capture_output=True,
         text=True,
         env=environment(installed),
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "2 passed" in completed.stdout
+
+
+def test_a_backend_named_test_passes_its_own_tests(tmp_path: Path) -> None:
+    """Its class TestService is not taken for tests, even with warnings as errors."""
+    project = scaffold_and_install(tmp_path, "test")
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=environment(project),
         check=False,
     )
 

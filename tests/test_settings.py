@@ -186,3 +186,47 @@ def test_setting_error_is_a_value_error(monkeypatch: pytest.MonkeyPatch) -> None
         read_seconds(VARIABLE, 10.0)
     assert isinstance(caught.value, SettingError)
     assert caught.value.expected == "a positive number of seconds, such as 10"
+
+
+@pytest.mark.parametrize("raw", ["1_0", "\u0661\u0660", "\uff11\uff10", "1_0.5"])
+def test_seconds_only_plain_ascii_notation(
+    raw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Digit separators and digits of other scripts are refused, not read as 10."""
+    message = _refusal(lambda: read_seconds(VARIABLE, 10.0), raw, monkeypatch)
+
+    assert message == (
+        f"BGSERVICE_TEST_SETTING={raw!r} is invalid: expected a positive number "
+        "of seconds, such as 10"
+    )
+
+
+@pytest.mark.parametrize("raw", ["1_0", "\u0661\u0660", "\uff11\uff10"])
+def test_integer_only_plain_ascii_notation(
+    raw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Digit separators and digits of other scripts are refused, not read as 10."""
+    message = _refusal(lambda: read_integer(VARIABLE, 4), raw, monkeypatch)
+
+    assert message == (
+        f"BGSERVICE_TEST_SETTING={raw!r} is invalid: expected a whole number, such as 4"
+    )
+
+
+def test_seconds_below_minimum_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A period shorter than the minimum given is refused, naming the minimum."""
+    message = _refusal(
+        lambda: read_seconds(VARIABLE, 10.0, minimum=0.01), "1e-9", monkeypatch
+    )
+
+    assert message == (
+        "BGSERVICE_TEST_SETTING='1e-9' is invalid: expected a number of seconds "
+        "of at least 0.01, such as 10"
+    )
+
+
+def test_seconds_at_minimum_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The minimum itself is a valid period."""
+    monkeypatch.setenv(VARIABLE, "0.01")
+
+    assert read_seconds(VARIABLE, 10.0, minimum=0.01) == 0.01

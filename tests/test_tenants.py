@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bgservice_core import BGServiceError, Gate
+from bgservice_core import BGServiceError, Gate, tenants
 from bgservice_core.tenants import (
     SQLiteTenantStore,
     Tenant,
@@ -516,3 +517,83 @@ def test_non_file_database_is_refused(path: str) -> None:
         SQLiteTenantStore(path, node_id=NODE_A)
 
     assert str(caught.value) == UNUSABLE.format(path, "it is not a file")
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make ``path`` unwritable for this process, even when it runs as root."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        yield
+        return
+    # Root ignores permission bits; only the immutable attribute stops it.
+    if subprocess.run(["chattr", "+i", str(path)], check=False).returncode != 0:
+        pytest.skip("cannot make a file read-only for root here (chattr +i failed)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_read_only_database_refuses_add_with_advice(
+    store: SQLiteTenantStore, database: Path
+) -> None:
+    """Adding to a read-only file raises a TenantError saying to make it writable."""
+    with read_only(database), pytest.raises(TenantError) as caught:
+        store.add_tenant("globex")
+
+    assert str(caught.value) == UNUSABLE.format(
+        str(database),
+        "the file is read-only; make it writable for this user (SQLite says: "
+        "attempt to write a readonly database)",
+    )
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    assert [tenant.slug for tenant in store.tenants()] == ["acme"]
+
+
+def test_locked_database_says_retry(
+    store: SQLiteTenantStore, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write blocked by another process's lock says to retry, not a raw error."""
+    monkeypatch.setattr(tenants, "BUSY_TIMEOUT_SECONDS", 0.05)
+
+    with connected(database) as holder:
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(TenantError) as caught:
+            store.set_gate("acme", True, 402, "credit_exhausted")
+        holder.execute("ROLLBACK")
+
+    assert str(caught.value) == UNUSABLE.format(
+        str(database),
+        "another process holds it locked; retry when it has finished (SQLite "
+        "says: database is locked)",
+    )
+    assert store.get("acme").suspended is False
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        (
+            "host=127.0.0.1 port=1 password=SEKRIT11",
+            "host=127.0.0.1 port=1 password=***",
+        ),
+        ("dbname=tenants user=chassis", "dbname=tenants user=chassis"),
+    ],
+)
+def test_libpq_keyword_string_is_refused(
+    dsn: str, shown: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key=value connection string asks for a URL and creates no file."""
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(TenantError) as caught:
+        SQLiteTenantStore(dsn, node_id=NODE_A)
+
+    assert str(caught.value) == (
+        f"cannot use {shown!r} as the tenant database: it is a key=value "
+        "connection string; write a postgresql:// URL instead, such as "
+        "postgresql://user:password@host:5432/dbname"
+    )
+    assert "SEKRIT11" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []

@@ -13,17 +13,8 @@ from pathlib import Path
 
 from _report import report
 
-#: The tenants whose gate must change, given the balances and what the service
-#: recorded as engaged, at the default threshold of 0. In the steady state it
-#: selects nothing, yet, like a tick, it has to look at every tenant.
-CHANGES_DUE = """
-SELECT b.slug, b.balance <= 0 AS suspend
-FROM credit_balances AS b
-LEFT JOIN credit_gate_engagements AS e ON e.slug = b.slug
-WHERE (b.balance <= 0 AND (e.phase IS NULL OR e.phase <> 'engaged'))
-   OR (b.balance > 0 AND e.slug IS NOT NULL)
-ORDER BY b.slug
-"""
+#: The same selection as a tick makes, as one plain SQL query.
+CHANGES_DUE = Path(__file__).with_name("changes_due.sql").read_text()
 
 dsn, rounds = sys.argv[1], int(sys.argv[2])
 postgres = dsn.startswith("postgresql://")

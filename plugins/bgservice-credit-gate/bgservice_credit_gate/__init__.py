@@ -33,8 +33,8 @@ Settings (environment variables):
 
 from __future__ import annotations
 
-import decimal
 import os
+import re
 from decimal import Decimal
 
 from bgservice_core import (
@@ -104,6 +104,9 @@ def read_settings() -> CreditGateSettings:
     )
 
 
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
 def read_decimal(variable: str, default: Decimal) -> Decimal:
     """Return a finite decimal number from ``variable``, or ``default``.
 
@@ -113,13 +116,12 @@ def read_decimal(variable: str, default: Decimal) -> Decimal:
     if raw is None:
         return default
     expected = f"a decimal number, such as {default} or 12.50"
-    try:
-        number = Decimal(raw.strip())
-    except decimal.InvalidOperation:
-        raise SettingError(variable, raw, expected) from None
-    if not number.is_finite():
+    # Plain ASCII notation only: Decimal() would also take "1_0", other
+    # scripts' digits and exponents such as "1e400", none of which an operator
+    # writing a credit threshold means.
+    if not _PLAIN_DECIMAL.fullmatch(raw.strip()):
         raise SettingError(variable, raw, expected)
-    return number
+    return Decimal(raw.strip())
 
 
 def _read_location(variable: str) -> Location:

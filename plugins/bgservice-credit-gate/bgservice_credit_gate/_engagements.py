@@ -26,14 +26,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from bgservice_credit_gate._locations import Location, UnreachableDatabaseError
+from bgservice_credit_gate._locations import (
+    Location,
+    UnreachableDatabaseError,
+    connect_postgres,
+)
 
 if TYPE_CHECKING:
-    import psycopg
-
-    Connection = psycopg.Connection[Any]
+    from bgservice_credit_gate._locations import PostgresConnection
 
 TABLE = "credit_gate_engagements"
 ROLE = "engagement store"
@@ -82,6 +84,13 @@ class EngagementSession(Protocol):
     def forget(self, slug: str) -> None:
         """Durably drop the tenant's record: it is released."""
 
+    def connection_to(self, location: Location) -> PostgresConnection | None:
+        """Return the session's own connection if ``location`` is its database.
+
+        A ledger kept in the store's PostgreSQL database is read through it,
+        which spares the tick a second connection.
+        """
+
 
 class EngagementStore(Protocol):
     """Opens sessions on the engagement records."""
@@ -100,11 +109,61 @@ def open_engagement_store(location: Location, node_id: str) -> EngagementStore:
     return SQLiteEngagements(location, location.path, node_id)
 
 
+_PHASES = {phase.value: phase for phase in Phase}
+
+
+class _Session:
+    """The records, read and written through the connection a session holds.
+
+    Each statement commits on its own: a write is durable when it returns, and
+    no lock is held between statements, while the Gate is called.
+
+    :param location: the database, for messages.
+    :param connection: an autocommit connection to it.
+    :param node_id: recorded as the author of each write.
+    """
+
+    def __init__(
+        self,
+        location: Location,
+        connection: sqlite3.Connection | PostgresConnection,
+        node_id: str,
+    ) -> None:
+        self.location = location
+        self.connection = connection
+        self.node_id = node_id
+        mark = "?" if isinstance(connection, sqlite3.Connection) else "%s"
+        self._upsert = _UPSERT.format(", ".join([mark] * 4))
+        self._delete = f"DELETE FROM {TABLE} WHERE slug = {mark}"
+
+    def load(self) -> dict[str, Phase]:
+        with self.location.errors_as(ROLE):
+            cursor = self.connection.execute(f"SELECT slug, phase FROM {TABLE}")
+            rows = cursor.fetchall()
+        # A dictionary, not Phase(value): a fleet's records are many per tick.
+        return {slug: _PHASES[phase] for slug, phase in rows}
+
+    def record(self, slug: str, phase: Phase) -> None:
+        with self.location.errors_as(ROLE):
+            row = (slug, phase.value, _now(), self.node_id)
+            self.connection.execute(self._upsert, row)
+
+    def forget(self, slug: str) -> None:
+        with self.location.errors_as(ROLE):
+            self.connection.execute(self._delete, (slug,))
+
+    def connection_to(self, location: Location) -> PostgresConnection | None:
+        if isinstance(self.connection, sqlite3.Connection):
+            # A SQLite ledger is opened read-only, apart from the store.
+            return None
+        return self.connection if location.dsn == self.location.dsn else None
+
+
 # -- SQLite ---------------------------------------------------------------
 
 
 class SQLiteEngagements:
-    """Engagement records in a SQLite file, one short transaction per write.
+    """Engagement records in a SQLite file; a session is one connection.
 
     :param location: the database, for messages.
     :param path: the SQLite file.
@@ -130,41 +189,24 @@ class SQLiteEngagements:
             if not _try_flock(descriptor):
                 yield None
                 return
-            with self._transaction() as connection:
-                connection.execute(_SCHEMA)
-            yield self
+            with self._connection() as connection:
+                yield _Session(self.location, connection, self.node_id)
         finally:
             # Closing the descriptor releases the lock.
             os.close(descriptor)
 
-    def load(self) -> dict[str, Phase]:
-        with self._transaction() as connection:
-            cursor = connection.execute(f"SELECT slug, phase FROM {TABLE}")
-            rows = cursor.fetchall()
-        return {slug: Phase(phase) for slug, phase in rows}
-
-    def record(self, slug: str, phase: Phase) -> None:
-        with self._transaction() as connection:
-            row = (slug, phase.value, _now(), self.node_id)
-            connection.execute(_UPSERT.format("?, ?, ?, ?"), row)
-
-    def forget(self, slug: str) -> None:
-        with self._transaction() as connection:
-            connection.execute(f"DELETE FROM {TABLE} WHERE slug = ?", (slug,))
-
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self) -> Iterator[sqlite3.Connection]:
         with self.location.errors_as(ROLE):
             connection = sqlite3.connect(
                 self.path, timeout=TIMEOUT_SECONDS, isolation_level=None
             )
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                yield connection
-                connection.execute("COMMIT")
-            finally:
-                # Closing without COMMIT rolls back.
-                connection.close()
+        try:
+            with self.location.errors_as(ROLE):
+                connection.execute(_SCHEMA)
+            yield connection
+        finally:
+            connection.close()
 
 
 # -- PostgreSQL -----------------------------------------------------------
@@ -185,7 +227,7 @@ class PostgresEngagements:
     def session(self) -> Iterator[EngagementSession | None]:
         """Hold the tick's advisory lock, on a connection of its own."""
         with self.location.errors_as(ROLE):
-            connection = _connect(self.location.dsn)
+            connection = connect_postgres(self.location.dsn, TIMEOUT_SECONDS)
         try:
             with self.location.errors_as(ROLE):
                 row = connection.execute(
@@ -197,37 +239,10 @@ class PostgresEngagements:
             if not locked:
                 yield None
                 return
-            yield _PostgresSession(self.location, connection, self.node_id)
+            yield _Session(self.location, connection, self.node_id)
         finally:
             # Ending the server session releases its advisory lock.
             connection.close()
-
-
-class _PostgresSession:
-    def __init__(
-        self, location: Location, connection: Connection, node_id: str
-    ) -> None:
-        self.location = location
-        self.connection = connection
-        self.node_id = node_id
-
-    def load(self) -> dict[str, Phase]:
-        with self.location.errors_as(ROLE):
-            rows = self.connection.execute(f"SELECT slug, phase FROM {TABLE}")
-            return {slug: Phase(phase) for slug, phase in rows.fetchall()}
-
-    def record(self, slug: str, phase: Phase) -> None:
-        # Autocommit: the write is durable when execute() returns.
-        with self.location.errors_as(ROLE):
-            self.connection.execute(
-                _UPSERT.format("%s, %s, %s, %s"),
-                (slug, phase.value, _now(), self.node_id),
-            )
-
-    def forget(self, slug: str) -> None:
-        with self.location.errors_as(ROLE):
-            delete = f"DELETE FROM {TABLE} WHERE slug = %s"
-            self.connection.execute(delete, (slug,))
 
 
 def _try_flock(descriptor: int) -> bool:
@@ -236,18 +251,6 @@ def _try_flock(descriptor: int) -> bool:
     except BlockingIOError:
         return False
     return True
-
-
-def _connect(dsn: str) -> Connection:
-    import psycopg
-
-    connection = psycopg.connect(
-        dsn, connect_timeout=int(TIMEOUT_SECONDS), autocommit=True
-    )
-    # A stuck statement would hold up the tick, and with it the chassis' drain.
-    milliseconds = int(TIMEOUT_SECONDS * 1000)
-    connection.execute(f"SET statement_timeout = {milliseconds}")
-    return connection
 
 
 def _now() -> str:

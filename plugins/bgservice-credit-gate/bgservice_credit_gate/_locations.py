@@ -7,9 +7,15 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bgservice_core import SettingError
 from bgservice_core.dsn import is_postgres_url, redact_dsn, redact_secrets
+
+if TYPE_CHECKING:
+    import psycopg
+
+    PostgresConnection = psycopg.Connection[Any]
 
 #: The SQLite URL prefix, as SQLAlchemy spells it: sqlite:///relative.db or
 #: sqlite:////absolute/path.db.
@@ -113,6 +119,25 @@ def parse_location(variable: str, value: str) -> Location:
         expected = f"a SQLite file in an existing directory ({missing})"
         raise SettingError(variable, value, expected)
     return Location(variable, value, path)
+
+
+def connect_postgres(dsn: str, timeout_seconds: float) -> PostgresConnection:
+    """Open an autocommit connection whose statements time out too.
+
+    A stuck statement would hold up the tick, and with it the chassis' drain.
+    """
+    import psycopg
+
+    connection = psycopg.connect(
+        dsn, connect_timeout=int(timeout_seconds), autocommit=True
+    )
+    milliseconds = int(timeout_seconds * 1000)
+    try:
+        connection.execute(f"SET statement_timeout = {milliseconds}")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 def _check_postgres_url(variable: str, value: str) -> None:

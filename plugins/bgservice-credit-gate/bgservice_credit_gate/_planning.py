@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import operator
+from collections.abc import Container, Mapping
 from decimal import Decimal
 
 from bgservice_credit_gate._engagements import Phase
@@ -48,19 +49,24 @@ def plan_transitions(
     reversed, never assumed. A tenant missing from the ledger is left as it is.
     """
     transitions = []
-    for slug in sorted(balances):
-        balance = balances[slug]
+    for slug, balance in balances.items():
         phase = engagements.get(slug)
         if balance <= threshold:
             if phase is not Phase.ENGAGED:
                 transitions.append(Transition(slug, True, balance, phase))
         elif phase is not None:
             transitions.append(Transition(slug, False, balance, phase))
+
+    # Only the changes are sorted, not the balances: in a steady state none.
+    transitions.sort(key=operator.attrgetter("slug"))
     return transitions
 
 
 def unlisted_engagements(
-    balances: Mapping[str, Decimal], engagements: Mapping[str, Phase]
+    listed: Container[str], engagements: Mapping[str, Phase]
 ) -> list[str]:
-    """Return the tenants recorded here that the ledger no longer lists."""
-    return sorted(set(engagements) - set(balances))
+    """Return the tenants recorded here that the ledger no longer lists.
+
+    :param listed: the tenants with a ledger row, readable or not.
+    """
+    return sorted(slug for slug in engagements if slug not in listed)

@@ -21,7 +21,7 @@ from bgservice_credit_gate._planning import (
     unlisted_engagements,
 )
 from bgservice_credit_gate._retry import RetrySchedule
-from bgservice_credit_gate.ledger import LedgerSnapshot, read_balances
+from bgservice_credit_gate.ledger import LedgerSnapshot, select_balances
 
 #: The deny reason of every suspension this service makes.
 DENY_REASON = "credit_exhausted"
@@ -121,18 +121,32 @@ class CreditGateService(LoopService):
                 self.logger.debug("another node holds the tick; skipped")
                 return
             engagements = session.load()
-            snapshot = read_balances(self.settings.ledger)
+            snapshot = self._read_ledger(session, engagements)
             self._report_oddities(snapshot, engagements)
 
             transitions = plan_transitions(
                 snapshot.balances, engagements, self.settings.threshold
             )
             self.logger.debug(
-                "checked %d ledger rows: %d gate change(s) due",
-                len(snapshot.balances),
+                "read %d ledger row(s) out of credit, unreadable or recorded: "
+                "%d gate change(s) due",
+                len(snapshot.balances) + len(snapshot.unreadable),
                 len(transitions),
             )
             self._apply_all(session, transitions)
+
+    def _read_ledger(
+        self, session: EngagementSession, engagements: dict[str, Phase]
+    ) -> LedgerSnapshot:
+        # Through the session's connection when the ledger shares its database:
+        # a PostgreSQL connection costs more than a small ledger's whole read.
+        ledger = self.settings.ledger
+        return select_balances(
+            ledger,
+            self.settings.threshold,
+            engagements,
+            connection=session.connection_to(ledger),
+        )
 
     def _apply_all(
         self, session: EngagementSession, transitions: list[Transition]
@@ -207,7 +221,7 @@ class CreditGateService(LoopService):
                 value,
             )
         # Once per tenant and process: it stays true every tick until fixed.
-        for slug in unlisted_engagements(snapshot.balances, engagements):
+        for slug in unlisted_engagements(snapshot, engagements):
             if slug not in self._reported_unlisted:
                 self._reported_unlisted.add(slug)
                 self.logger.warning(

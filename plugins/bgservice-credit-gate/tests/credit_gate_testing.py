@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -94,6 +95,21 @@ class Databases:
         """Write balances into the ledger, as the billing system would."""
         location = parse_location("BGSERVICE_CREDIT_DSN", self.ledger)
         set_balances(location, {k: Decimal(v) for k, v in balances.items()})
+
+    def execute(self, statement: str) -> None:
+        """Run one SQL statement on the ledger, as the billing system might."""
+        if self.kind == "postgres":
+            import psycopg
+
+            with psycopg.connect(self.ledger, autocommit=True) as server:
+                server.execute(statement)
+            return
+        connection = sqlite3.connect(self.ledger)
+        try:
+            with connection:
+                connection.execute(statement)
+        finally:
+            connection.close()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -300,6 +300,27 @@ def test_an_engaged_tenant_gone_from_the_ledger_is_reported_once(
     ]
 
 
+def test_an_engaged_tenant_whose_balance_turns_unreadable_is_not_called_gone(
+    databases: Databases,
+    open_service: OpenService,
+    gate: RecordingGate,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its row is still listed: reported as no number, and left suspended."""
+    databases.set_balances(acme=0)
+    service = open_service()
+    service.tick()
+    databases.set_balances(acme="NaN")
+    with caplog.at_level(logging.WARNING, logger="tests.credit-gate"):
+        service.tick()
+
+    assert gate.take() == [engage("acme")]
+    assert caplog.messages == [
+        "ledger row of tenant 'acme' has balance "
+        f"{_stored_nan(databases)}, which is no number; the tenant is left as it is"
+    ]
+
+
 def test_no_password_reaches_the_logs(
     postgres_dsn: str,
     open_service: OpenService,

@@ -91,6 +91,24 @@ ANY_SQLITE_OR_POSTGRESQL = (
             "a decimal number, such as 0 or 12.50",
         ),
         (
+            "BGSERVICE_CREDIT_THRESHOLD",
+            "1e400",
+            "1e400",
+            "a decimal number, such as 0 or 12.50",
+        ),
+        (
+            "BGSERVICE_CREDIT_THRESHOLD",
+            "1_0",
+            "1_0",
+            "a decimal number, such as 0 or 12.50",
+        ),
+        (
+            "BGSERVICE_CREDIT_THRESHOLD",
+            "\u0661\u0660",
+            "\u0661\u0660",
+            "a decimal number, such as 0 or 12.50",
+        ),
+        (
             "BGSERVICE_CREDIT_DENY_STATUS",
             "200",
             "200",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import logging
 import os
 import signal
 import sqlite3
@@ -11,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -546,4 +548,238 @@ def test_chassis_refuses_bad_period(tmp_path: Path) -> None:
     assert (
         "BGSERVICE_HEARTBEAT_PERIOD='abc' is invalid: expected a positive number "
         "of seconds, such as 10"
+    ) in completed.stderr
+
+
+# -- a busy or unwritable database -------------------------------------------------
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Make the installed backend give up on a held lock after a moment."""
+    module = importlib_metadata.entry_points(
+        group="bgservice.backends", name="heartbeat"
+    )["heartbeat"].load()
+    monkeypatch.setattr(module, "BUSY_TIMEOUT_SECONDS", 0.05)
+    return 0.05
+
+
+@contextlib.contextmanager
+def locked(database: Path) -> Iterator[None]:
+    """Hold the database's write lock, as a backup or a sqlite3 shell may."""
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        yield
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make ``path`` unwritable for this process, even when it runs as root."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        yield
+        return
+    # Root ignores permission bits; only the immutable attribute stops it.
+    if subprocess.run(["chattr", "+i", str(path)], check=False).returncode != 0:
+        pytest.skip("cannot make a file read-only for root here (chattr +i failed)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    """The heartbeat's log messages at exactly ``level``."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("tests.heartbeat") and record.levelno == level
+    ]
+
+
+def test_locked_database_misses_beats_without_crashing(
+    database: Path,
+    config: bgservice_core.Config,
+    short_busy_timeout: float,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lock held past the busy timeout skips beats, warns once, then beats resume."""
+    monkeypatch.setenv("BGSERVICE_HEARTBEAT_PERIOD", "0.02")
+    caplog.set_level(logging.INFO, logger="tests.heartbeat")
+    crashes: list[BaseException] = []
+    watched = dataclasses.replace(
+        config, failure_handler=lambda _backend, error: crashes.append(error)
+    )
+    (service,) = bgservice_core.open("heartbeat", watched)
+    service.start()
+    try:
+        before = wait_for(beats_at_least(database, 1), "the first beat")
+        with locked(database):
+            wait_for(lambda: messages(caplog, logging.WARNING), "a missed beat")
+            # Several more periods and busy timeouts pass under the lock.
+            time.sleep(20 * short_busy_timeout)
+        wait_for(beats_at_least(database, before["beat_count"] + 2), "beats again")
+        wait_for(lambda: messages(caplog, logging.INFO)[1:], "the resumed notice")
+    finally:
+        service.stop()
+
+    assert crashes == []
+    (warning,) = messages(caplog, logging.WARNING)
+    assert warning.startswith(
+        f"heartbeat missed a beat, will retry every 0.02s: {database} (SQLite says: "
+    )
+    assert "database is locked" in warning
+    assert any(
+        message.startswith("heartbeat resumed after ")
+        for message in messages(caplog, logging.INFO)
+    )
+    row = heartbeat_row(database)
+    assert row is not None
+    assert row["stopped_at"] is not None
+
+
+def test_locked_database_at_stop_is_reported_promptly(
+    database: Path,
+    open_heartbeat: OpenHeartbeat,
+    short_busy_timeout: float,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A final beat blocked by a lock is logged as an ERROR; stop does not hang."""
+    monkeypatch.setenv("BGSERVICE_HEARTBEAT_PERIOD", "3600")
+    service = open_heartbeat()
+    service.start()
+    wait_for(beats_at_least(database, 1), "the first beat")
+
+    with locked(database):
+        began = time.monotonic()
+        service.stop()
+        elapsed = time.monotonic() - began
+
+    assert elapsed < 5.0
+    (error,) = messages(caplog, logging.ERROR)
+    assert error == (
+        f"final beat not written to {database}, so node {NODE_ID!r} will read as "
+        "having died (SQLite says: database is locked)"
+    )
+    row = heartbeat_row(database)
+    assert row is not None
+    assert (row["beat_count"], row["stopped_at"]) == (1, None)
+    assert loop_threads() == []
+
+
+def test_read_only_database_is_a_construction_error(
+    database: Path, open_heartbeat: OpenHeartbeat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An existing file with the table, but not writable, stops the build."""
+    monkeypatch.setenv("BGSERVICE_HEARTBEAT_PERIOD", "3600")
+    first = open_heartbeat()
+    first.start()
+    wait_for(beats_at_least(database, 1), "the first beat")
+    first.stop()
+
+    with read_only(database):
+        cause = setting_refusal(open_heartbeat)
+
+    assert str(cause) == (
+        f"BGSERVICE_HEARTBEAT_DB={str(database)!r} is invalid: expected a writable "
+        "SQLite file (SQLite says: attempt to write a readonly database)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        (
+            "host=localhost password=KVSECRET dbname=x",
+            "host=localhost password=*** dbname=x",
+        ),
+        ("dbname=beats user=chassis", "dbname=beats user=chassis"),
+    ],
+)
+def test_keyword_connection_string_is_refused(
+    dsn: str,
+    shown: str,
+    tmp_path: Path,
+    open_heartbeat: OpenHeartbeat,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A libpq key=value string is refused with its password hidden, no file made."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BGSERVICE_HEARTBEAT_DB", dsn)
+
+    cause = setting_refusal(open_heartbeat)
+
+    assert str(cause) == (
+        f"BGSERVICE_HEARTBEAT_DB={shown!r} is invalid: expected a SQLite file "
+        "path, not a key=value connection string; the heartbeat writes to SQLite "
+        "(set BGSERVICE_HEARTBEAT_DB to a file when the chassis database is not "
+        "SQLite)"
+    )
+    assert "KVSECRET" not in str(cause)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_in_memory_database_is_refused(
+    open_heartbeat: OpenHeartbeat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """:memory: is refused: the beats would vanish with each connection."""
+    monkeypatch.setenv("BGSERVICE_HEARTBEAT_DB", ":memory:")
+
+    cause = setting_refusal(open_heartbeat)
+
+    assert str(cause) == (
+        "BGSERVICE_HEARTBEAT_DB=':memory:' is invalid: expected a SQLite file "
+        "path; an in-memory database keeps no beats"
+    )
+
+
+@pytest.mark.parametrize("raw", ["1e-9", "0.001"])
+def test_period_below_minimum_is_refused(
+    raw: str,
+    database: Path,
+    open_heartbeat: OpenHeartbeat,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A period too short to be anything but a busy loop of writes is refused."""
+    monkeypatch.setenv("BGSERVICE_HEARTBEAT_PERIOD", raw)
+
+    cause = setting_refusal(open_heartbeat)
+
+    assert str(cause) == (
+        f"BGSERVICE_HEARTBEAT_PERIOD={raw!r} is invalid: expected a number of "
+        "seconds of at least 0.01, such as 10"
+    )
+    assert not database.exists()
+
+
+def test_chassis_refuses_read_only_database(tmp_path: Path) -> None:
+    """bgservice run exits 4 naming the variable when the database is read-only."""
+    heartbeat_database = tmp_path / "beats.db"
+    connection = sqlite3.connect(heartbeat_database)
+    # Already in WAL, as the heartbeat leaves it, switching modes writes nothing.
+    connection.execute("PRAGMA journal_mode=WAL")
+    with connection:
+        connection.execute("CREATE TABLE heartbeats (node_id TEXT PRIMARY KEY)")
+    connection.close()
+
+    with read_only(heartbeat_database):
+        completed = subprocess.run(
+            [bgservice_command(), "run", "heartbeat", "--db", str(tmp_path / "c.db")],
+            env=chassis_environment(BGSERVICE_HEARTBEAT_DB=str(heartbeat_database)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert completed.returncode == ExitCode.LOAD_ERROR, completed.stderr
+    assert (
+        f"BGSERVICE_HEARTBEAT_DB={str(heartbeat_database)!r} is invalid: expected "
+        "a writable SQLite file"
     ) in completed.stderr
