@@ -18,132 +18,38 @@ one that hangs can be named and abandoned instead of hanging the chassis.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import functools
 import logging
-import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import NoReturn
 
 from bgservice_core._contract import Service
+from bgservice_core._drain_report import CrashPolicy, DrainReport, names_or_none
 from bgservice_core._errors import ExitCode, ServiceStartError
+from bgservice_core._service_call import (
+    MAX_TIMEOUT,
+    POLL_SECONDS,
+    ServiceCall,
+    check_seconds,
+    wait_slice,
+)
 
 logger = logging.getLogger(__name__)
 
-#: How often a waiting loop looks for a shutdown request; see request_shutdown.
-_POLL_SECONDS = 0.05
-
-#: The longest timeout a runner accepts, one week: a longer one is a mistake,
-#: and math.inf or nan would silently disable the deadline.
-MAX_TIMEOUT = 7 * 24 * 3600.0
+# Imported by name from here by the CLI and the package's public namespace.
+__all__ = [
+    "MAX_TIMEOUT",
+    "CrashPolicy",
+    "DrainReport",
+    "ServiceRunner",
+    "check_seconds",
+]
 
 _SLOW_START_HINT = (
     "; start() should return at once and leave the work to a background thread"
 )
-
-
-class CrashPolicy(enum.Enum):
-    """What the runner does when a running service reports a crash."""
-
-    #: Log the crash and keep the other services running.
-    REPORT = "report"
-    #: Log the crash and request a shutdown, so the supervisor restarts the process.
-    SHUTDOWN = "shutdown"
-
-
-@dataclasses.dataclass(frozen=True)
-class DrainReport:
-    """The outcome of :meth:`ServiceRunner.drain`.
-
-    :param stopped: services whose ``stop()`` returned, in the order they did.
-    :param failed: services whose ``stop()`` raised, with the exception.
-    :param still_draining: services whose ``stop()`` had not returned in time.
-    :param crashed: services that reported a crash while running.
-    :param crash_policy: the runner's policy; under ``REPORT`` a crash was only
-        logged, so it does not make the exit code a failure.
-    """
-
-    stopped: tuple[str, ...] = ()
-    failed: Mapping[str, BaseException] = dataclasses.field(default_factory=dict)
-    still_draining: tuple[str, ...] = ()
-    crashed: Mapping[str, BaseException] = dataclasses.field(default_factory=dict)
-    crash_policy: CrashPolicy = CrashPolicy.SHUTDOWN
-
-    @property
-    def exit_code(self) -> ExitCode:
-        """The exit code that ``bgservice run`` gives for this outcome."""
-        if self.still_draining:
-            return ExitCode.DRAIN_TIMEOUT
-        if self.failed:
-            return ExitCode.DRAIN_ERROR
-        if self.crashed and self.crash_policy is CrashPolicy.SHUTDOWN:
-            return ExitCode.SERVICE_CRASHED
-        return ExitCode.OK
-
-    def summary(self) -> str:
-        """Describe the outcome in one line."""
-        outcomes = [
-            ("stopped", self.stopped),
-            ("failed", self.failed),
-            ("still draining", self.still_draining),
-        ]
-        parts = [f"{label} {len(got)}: {_names(got)}" for label, got in outcomes]
-        if self.crashed:
-            parts.append(f"crashed while running: {_names(self.crashed)}")
-        return "drain finished; " + "; ".join(parts)
-
-
-class _Call:
-    """One ``start()`` or ``stop()`` call, run in a daemon thread of its own."""
-
-    def __init__(
-        self,
-        verb: str,
-        name: str,
-        method: Callable[[], object],
-        on_done: Callable[[_Call], None],
-    ) -> None:
-        self.name = name
-        self.error: BaseException | None = None
-        self.duration = 0.0
-        self._method = method
-        self._on_done = on_done
-        self._done = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"bgservice-{verb}-{name}", daemon=True
-        )
-        self._started_at = time.monotonic()
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._method()
-        except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
-            self.error = err
-        finally:
-            self.duration = time.monotonic() - self._started_at
-            self._on_done(self)
-            self._done.set()
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def wait(self, timeout: float | None) -> bool:
-        """Wait for the call to finish, for ever when ``timeout`` is None."""
-        deadline = math.inf if timeout is None else time.monotonic() + timeout
-        # Short slices: a signal arriving just before the main thread blocks is
-        # handled only when the wait ends, so one long wait would delay Ctrl-C.
-        # An event, not join(timeout): a KeyboardInterrupt landing in join()
-        # makes CPython 3.11 mark a thread that is still running as finished.
-        while not self._done.wait(_slice(deadline)):
-            if time.monotonic() >= deadline:
-                return False
-        self._thread.join()  # only its last instructions are left
-        return True
 
 
 class ServiceRunner:
@@ -175,8 +81,8 @@ class ServiceRunner:
         self._services: dict[str, Service] = {}
         # Services whose start() was called and is not known to have raised.
         self._started: list[str] = []
-        self._starts: dict[str, _Call] = {}
-        self._stops: dict[str, _Call] = {}
+        self._starts: dict[str, ServiceCall] = {}
+        self._stops: dict[str, ServiceCall] = {}
         self._crashes: dict[str, BaseException] = {}
         self._stopped_order: list[str] = []
         # Starts that returned, and starts already counted as failed for taking
@@ -210,7 +116,7 @@ class ServiceRunner:
     def wait(self) -> None:
         """Block until :meth:`request_shutdown` is called."""
         while not self._shutdown_requested:
-            time.sleep(_POLL_SECONDS)
+            time.sleep(POLL_SECONDS)
 
     def report_failure(self, backend: str, error: BaseException) -> None:
         """Record that ``backend``'s loop died; pass this as a Config's handler."""
@@ -246,7 +152,7 @@ class ServiceRunner:
             if self._shutdown_requested:
                 self.logger.warning(
                     "shutdown requested during startup; not starting %s",
-                    _names(n for n in services if n not in self._services),
+                    names_or_none(n for n in services if n not in self._services),
                 )
                 return
             self._start_one(name, service)
@@ -262,7 +168,7 @@ class ServiceRunner:
             # requested meanwhile stops it too, once start() has returned.
             self._started.append(name)
             self.logger.debug("starting service %r", name)
-            call = _Call("start", name, service.start, self._start_finished)
+            call = ServiceCall("start", name, service.start, self._start_finished)
             self._starts[name] = call
 
         if not self._wait_for_start(call):
@@ -273,10 +179,10 @@ class ServiceRunner:
                 self._started.remove(name)
             self._fail_start(name, _raised("start()", call), call.error)
 
-    def _wait_for_start(self, call: _Call) -> bool:
+    def _wait_for_start(self, call: ServiceCall) -> bool:
         """Wait for a ``start()``; False if a shutdown request cut it short."""
         deadline = time.monotonic() + self.start_timeout
-        while not call.wait(_slice(deadline)):
+        while not call.wait(wait_slice(deadline)):
             if time.monotonic() >= deadline and self._count_as_timed_out(call.name):
                 timeout = self.start_timeout
                 reason = f"start() did not return within {timeout:g}s"
@@ -298,7 +204,7 @@ class ServiceRunner:
             self._timed_out.add(name)
             return True
 
-    def _start_finished(self, call: _Call) -> None:
+    def _start_finished(self, call: ServiceCall) -> None:
         """Log a start as it returns, in its own thread, even a late one."""
         with self._lock:
             self._returned.add(call.name)
@@ -366,7 +272,7 @@ class ServiceRunner:
                 "draining %d service(s) within %gs: %s",
                 len(newest_first),
                 timeout,
-                _names(newest_first),
+                names_or_none(newest_first),
             )
 
         calls = [self._begin_stop(name) for name in newest_first]
@@ -416,13 +322,13 @@ class ServiceRunner:
             crash_policy=self.crash_policy,
         )
 
-    def _begin_stop(self, name: str) -> _Call:
+    def _begin_stop(self, name: str) -> ServiceCall:
         """Start stopping ``name`` unless that has begun already; return the stop."""
         with self._lock:
             if name in self._stops:
                 return self._stops[name]
             self.logger.debug("stopping service %r", name)
-            call = _Call(
+            call = ServiceCall(
                 "stop",
                 name,
                 functools.partial(self._stop_once_started, name),
@@ -446,7 +352,7 @@ class ServiceRunner:
             raise ServiceStartError(name, reason, ()) from start.error
         self._services[name].stop()
 
-    def _stop_finished(self, call: _Call) -> None:
+    def _stop_finished(self, call: ServiceCall) -> None:
         """Record and log a stop as it finishes, in the stopping thread."""
         with self._lock:
             self._stopped_order.append(call.name)
@@ -461,34 +367,6 @@ class ServiceRunner:
         )
 
 
-def check_seconds(parameter: str, value: object) -> float:
-    """Return ``value`` as seconds if it is a usable timeout, or raise.
-
-    :raises TypeError: it is not an int or a float, or it is a bool.
-    :raises ValueError: it is nan or infinite, or not in (0, MAX_TIMEOUT].
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(
-            f"{parameter} must be a number of seconds, not "
-            f"{type(value).__name__} {value!r}"
-        )
-    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
-        raise ValueError(
-            f"{parameter} must be a finite number of seconds greater than 0 and "
-            f"at most {MAX_TIMEOUT:g} (one week); got {value!r}"
-        )
-    return float(value)
-
-
-def _raised(method: str, call: _Call) -> str:
+def _raised(method: str, call: ServiceCall) -> str:
     kind = type(call.error).__name__
     return f"{method} raised {kind} after {call.duration:.3f}s: {call.error}"
-
-
-def _slice(deadline: float) -> float:
-    return max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
-
-
-def _names(names: Iterable[str]) -> str:
-    listed = ", ".join(names)
-    return listed or "none"

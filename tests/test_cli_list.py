@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from bgservice_core import ExitCode, _cli
+from bgservice_core import ExitCode, _cli, _cli_list
 from tests.distributions import WELL_BEHAVED_MODULE, install_distribution
 
 GROUP = "'bgservice.backends'"
@@ -418,7 +418,7 @@ def test_check_gives_up_on_a_hanging_import(
     only_site_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An import that never finishes is reported once the check times out."""
-    monkeypatch.setattr(_cli, "CHECK_TIMEOUT", 2.0)
+    monkeypatch.setattr(_cli_list, "CHECK_TIMEOUT", 2.0)
     hanging = "import time\ntime.sleep(3600)\n"
     install_backend(only_site_dir, "hanging", hanging)
 
