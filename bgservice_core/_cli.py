@@ -1,23 +1,66 @@
 """The ``bgservice`` command: list backends, manage tenants, run the chassis.
 
-Each command lives in a module of its own (``_cli_list``, ``_cli_tenants``,
-``_cli_run``); this one assembles the group.
+Each command lives in a module of its own, imported only when that command
+runs: ``bgservice --help`` then costs little more than importing click.
 """
 
 from __future__ import annotations
 
-import shlex
-from pathlib import Path
+import importlib
 
 import click
 
-from bgservice_core._cli_list import check_one, list_command
-from bgservice_core._cli_run import run_command
-from bgservice_core._cli_tenants import tenants_group
 from bgservice_core._version import __version__
 
+#: Each command's ``module:attribute`` and the one line ``bgservice --help``
+#: shows for it (None for a hidden command). The lines are kept here so that
+#: listing the commands imports none of them; a test checks that each matches
+#: the command's own help.
+COMMANDS: dict[str, tuple[str, str | None]] = {
+    "check-one": ("bgservice_core._cli_list:check_one", None),
+    "list": (
+        "bgservice_core._cli_list:list_command",
+        "List the installed backends, reading metadata only.",
+    ),
+    "new": (
+        "bgservice_core._cli_new:new_command",
+        "Create a backend distribution, ready to install and run.",
+    ),
+    "run": (
+        "bgservice_core._cli_run:run_command",
+        "Run the named backends until SIGINT or SIGTERM, then drain them.",
+    ),
+    "tenants": (
+        "bgservice_core._cli_tenants:tenants_group",
+        "Show the tenants' admission state (the reference chassis' Gate).",
+    ),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported when they are used, not listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, _, attribute = COMMANDS[cmd_name][0].partition(":")
+        command: click.Command = getattr(
+            importlib.import_module(module_name), attribute
+        )
+        return command
+
+    def format_commands(
+        self, ctx: click.Context, formatter: click.HelpFormatter
+    ) -> None:
+        rows = [(name, line) for name, (_, line) in COMMANDS.items() if line]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="bgservice")
 def main() -> None:
     """Run background services from installed backend distributions.
@@ -29,62 +72,6 @@ def main() -> None:
       bgservice run heartbeat
       bgservice new cleanup
     """
-
-
-@click.command("new")
-@click.argument("name")
-@click.option(
-    "--directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help=(
-        "The folder to create, or an empty one to fill; its parent must exist. "
-        "Default: ./bgservice-NAME."
-    ),
-)
-def new_command(name: str, directory: Path | None) -> None:
-    """Create a backend distribution, ready to install and run.
-
-    NAME is the backend name a backend list will select. The new distribution
-    holds a working service with one setting, its entry point, and tests that
-    run the conformance check; the output says what to do next.
-
-    \b
-    Examples:
-      bgservice new cleanup
-      bgservice new credit-gate --directory plugins/bgservice-credit-gate
-    """
-    from bgservice_core import _scaffold
-
-    try:
-        target = directory or _scaffold.default_directory(name)
-        _scaffold.create_backend(name, target)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="NAME") from err
-    except _scaffold.TargetDirectoryError as err:
-        raise click.UsageError(str(err)) from err
-    except OSError as err:
-        # Whatever the file system refused: a path too long, a read-only place.
-        reason = err.strerror or str(err)
-        raise click.ClickException(
-            f"cannot create the backend in {str(target)!r}: {reason}"
-        ) from err
-
-    click.echo(f"created backend {name!r} in {target}")
-    for claimant in _scaffold.installed_claimants(name):
-        click.echo(
-            f"warning: backend {name!r} is already installed ({claimant}); "
-            "installing this one as well makes the name a conflict",
-            err=True,
-        )
-    click.echo(
-        f"next:\n  cd {shlex.quote(str(target))}\n  pip install -e '.[test]'\n"
-        f"  bgservice list\n  python -m pytest\n  bgservice run {name}"
-    )
-
-
-for command in (list_command, check_one, tenants_group, run_command, new_command):
-    main.add_command(command)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import click
@@ -79,6 +77,9 @@ def _backend_rows(backends: dict[str, list[Any]]) -> list[dict[str, Any]]:
 def _report_checks(rows: list[dict[str, Any]], as_json: bool) -> None:
     # One process per backend: a backend that crashes the interpreter, or
     # leaves modules behind, cannot affect the verdict on another.
+    # Imported here: a plain ``list`` needs neither, and runs often.
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         outcomes = list(pool.map(_check_in_subprocess, [row["name"] for row in rows]))
     for row, outcome in zip(rows, outcomes, strict=True):
@@ -95,6 +96,8 @@ def _report_checks(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def _check_in_subprocess(name: str) -> str:
+    import subprocess
+
     # -P keeps the working directory off sys.path: the check must import what
     # ``bgservice run`` would, not a same-named source tree under the cwd.
     command = [sys.executable, "-P", "-m", "bgservice_core._cli", "check-one", name]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import click
@@ -52,6 +51,8 @@ def open_store(
 
 
 def default_node_id() -> str:
+    import socket
+
     return socket.getfqdn()
 
 

@@ -143,3 +143,38 @@ def test_command_summaries_are_not_cut_short(group: tuple[str, ...]) -> None:
 
     commands = result.output.partition("Commands:\n")[2]
     assert "..." not in commands
+
+
+def test_group_help_lines_match_each_commands_own_help() -> None:
+    """The lines ``bgservice --help`` lists without importing match the commands."""
+    from bgservice_core._cli import COMMANDS, main
+
+    context = click.Context(main)
+    for name, (_, line) in COMMANDS.items():
+        command = main.get_command(context, name)
+
+        assert command is not None, name
+        assert command.name == name
+        expected = None if command.hidden else command.get_short_help_str(1000)
+        assert line == expected, name
+
+
+def test_group_help_imports_no_command_module() -> None:
+    """``bgservice --help`` lists the commands without importing their modules."""
+    script = (
+        "import sys\n"
+        "from bgservice_core._cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "prefix = 'bgservice_core._cli_'\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(prefix))\n"
+        "print('LOADED', loaded)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+
+    assert "LOADED []" in completed.stdout
+    assert "run      Run the named backends" in completed.stdout
