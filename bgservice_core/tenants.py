@@ -71,6 +71,24 @@ class Tenant:
     changed_at: str
     changed_by: str
 
+    def with_gate(
+        self, suspended: bool, deny_status: int, deny_reason: str, node_id: str
+    ) -> Tenant:
+        """Return this row after a gate change by ``node_id``, as a store saves it.
+
+        A release clears the deny status and reason.
+        """
+        return dataclasses.replace(
+            self,
+            suspended=suspended,
+            deny_status=deny_status if suspended else None,
+            deny_reason=deny_reason if suspended else "",
+            # Never older than the change it replaces, even if this node's
+            # clock is behind the node that made that change.
+            changed_at=max(_now(), self.changed_at),
+            changed_by=node_id,
+        )
+
 
 class SQLiteTenantStore:
     """Tenant admission state in a SQLite database file; a thread-safe Gate.
@@ -134,16 +152,8 @@ class SQLiteTenantStore:
             rows = _select_rows(connection, "WHERE slug = ?", (slug,))
             if not rows:
                 raise UnknownTenantError(slug)
-            current = rows[0]
-            changed = dataclasses.replace(
-                current,
-                suspended=suspended,
-                deny_status=deny_status if suspended else None,
-                deny_reason=deny_reason if suspended else "",
-                # Never older than the change it replaces, even if this node's
-                # clock is behind the node that made that change.
-                changed_at=max(_now(), current.changed_at),
-                changed_by=self.node_id,
+            changed = rows[0].with_gate(
+                suspended, deny_status, deny_reason, self.node_id
             )
             _update_row(connection, changed)
 

@@ -20,7 +20,6 @@ Importing this module does not import psycopg, which is an optional extra:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import threading
@@ -177,16 +176,8 @@ class PostgresTenantStore:
             rows = _select_rows(connection, locked, (slug,))
             if not rows:
                 raise UnknownTenantError(slug)
-            current = rows[0]
-            changed = dataclasses.replace(
-                current,
-                suspended=suspended,
-                deny_status=deny_status if suspended else None,
-                deny_reason=deny_reason if suspended else "",
-                # Never older than the change it replaces, even if this node's
-                # clock is behind the node that made that change.
-                changed_at=max(_now(), current.changed_at),
-                changed_by=self.node_id,
+            changed = rows[0].with_gate(
+                suspended, deny_status, deny_reason, self.node_id
             )
             connection.execute(
                 "UPDATE tenants SET suspended = %s, deny_status = %s,"

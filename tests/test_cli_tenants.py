@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import socket
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from bgservice_core._cli import main
 from bgservice_core.tenants import SQLiteTenantStore
+from tests.files import read_only
 
 NODE = "node-a.test.example"
 STAMP = "2025-01-02T03:04:05.678+00:00"
@@ -277,22 +274,6 @@ def test_directory_as_database_is_usage_error(
     assert result.stderr.splitlines()[-1] == (
         f"Error: Invalid value for '--db': File {str(tmp_path)!r} is a directory."
     )
-
-
-@contextlib.contextmanager
-def read_only(path: Path) -> Iterator[None]:
-    """Make ``path`` unwritable for this process, even when it runs as root."""
-    if os.geteuid() != 0:
-        path.chmod(0o444)
-        yield
-        return
-    # Root ignores permission bits; only the immutable attribute stops it.
-    if subprocess.run(["chattr", "+i", str(path)], check=False).returncode != 0:
-        pytest.skip("cannot make a file read-only for root here (chattr +i failed)")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 def test_add_to_read_only_database_says_how_to_fix(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from bgservice_core.tenants import (
     TenantError,
     UnknownTenantError,
 )
+from tests.files import read_only
 
 NODE_A = "node-a.test.example"
 NODE_B = "node-b.test.example"
@@ -517,22 +517,6 @@ def test_non_file_database_is_refused(path: str) -> None:
         SQLiteTenantStore(path, node_id=NODE_A)
 
     assert str(caught.value) == UNUSABLE.format(path, "it is not a file")
-
-
-@contextlib.contextmanager
-def read_only(path: Path) -> Iterator[None]:
-    """Make ``path`` unwritable for this process, even when it runs as root."""
-    if os.geteuid() != 0:
-        path.chmod(0o444)
-        yield
-        return
-    # Root ignores permission bits; only the immutable attribute stops it.
-    if subprocess.run(["chattr", "+i", str(path)], check=False).returncode != 0:
-        pytest.skip("cannot make a file read-only for root here (chattr +i failed)")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 def test_read_only_database_refuses_add_with_advice(
