@@ -19,7 +19,7 @@ PLUGINS = sorted(str(path) for path in (ROOT / "plugins").iterdir() if path.is_d
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite against the core and every plugin, installed."""
-    session.install("-e", ".[test,docs]", *PLUGINS)
+    _install_with_plugins(session, "-e", ".[test,docs]")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
@@ -34,7 +34,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """Type-check the core and every plugin with mypy in strict mode."""
-    session.install("mypy", "types-tabulate", "-e", ".[test]", *PLUGINS)
+    _install_with_plugins(session, "mypy", "types-tabulate", "-e", ".[test]")
     session.run("mypy")
     for plugin in PLUGINS:
         packages = [p.name for p in Path(plugin).iterdir() if (p / "py.typed").exists()]
@@ -64,7 +64,7 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks and rewrite docs/_generated/benchmarks.md."""
-    session.install("-e", _core_with_extra("bench"), *PLUGINS)
+    _install_with_plugins(session, "-e", _core_with_extra("bench"))
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
@@ -90,6 +90,17 @@ def wheels(session: nox.Session) -> None:
     session.run("bgservice", "list", "--check", env=env)
     session.run("python", "-m", "pytest", *_conformance_tests(run), env=env)
     _scaffold_and_test(session, run, env)
+
+
+def _install_with_plugins(session: nox.Session, *requirements: str) -> None:
+    """Install ``requirements`` and every plugin under plugins/ in one go.
+
+    pip is upgraded first: the pip a new virtual environment gets on Python
+    3.11 looks for the plugins' dependency, bgservice-core, on the index
+    instead of taking the copy this same command installs from the checkout.
+    """
+    session.install("--upgrade", "pip")
+    session.install(*requirements, *PLUGINS)
 
 
 def _core_with_extra(extra: str) -> str:
