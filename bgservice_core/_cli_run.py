@@ -66,6 +66,16 @@ class _Seconds(click.ParamType[float, Any]):
         return seconds
 
 
+def _checked_node_id(value: str | None) -> str | None:
+    # Rows and log lines are attributed to this name: a blank one says nothing.
+    if value is not None and not value.strip():
+        raise click.BadParameter(
+            f"{value!r} is blank; give this node a stable name such as "
+            "gw-1.example.net, or leave the option out to use the host's FQDN"
+        )
+    return value.strip() if value is not None else None
+
+
 @click.command("run")
 @click.argument(
     "names",
@@ -77,6 +87,7 @@ class _Seconds(click.ParamType[float, Any]):
 @click.option(
     "--node-id",
     default=None,
+    callback=lambda ctx, param, value: _checked_node_id(value),
     help="This node's stable identity. Default: the host's fully qualified name.",
 )
 @db_option

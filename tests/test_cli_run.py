@@ -391,3 +391,23 @@ def test_unusable_db_exits_3_before_any_backend_is_imported(
     assert line.startswith(f"Error: cannot use {str(missing)!r} as the tenant ")
     assert line.endswith("; point --db or BGSERVICE_DB at a writable SQLite file")
     assert launcher.recorded() == []
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\t"])
+def test_a_blank_node_id_is_a_usage_error(blank: str, tmp_path: Path) -> None:
+    """Rows and log lines need a real node name: a blank --node-id exits 2."""
+    from click.testing import CliRunner
+
+    from bgservice_core._cli import main
+
+    result = CliRunner().invoke(
+        main, ["run", "heartbeat", "--node-id", blank, "--db", str(tmp_path / "t.db")]
+    )
+
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"Error: Invalid value for '--node-id': {blank!r} is blank; give this node "
+        "a stable name such as gw-1.example.net, or leave the option out to use "
+        "the host's FQDN"
+    )
+    assert not (tmp_path / "t.db").exists()

@@ -175,21 +175,24 @@ def test_new_refuses_a_file_as_its_folder(tmp_path: Path) -> None:
 
 def test_new_fills_an_empty_folder_and_says_what_next(tmp_path: Path) -> None:
     """An existing empty folder is used; the output lists the next commands."""
-    result = CliRunner().invoke(main, ["new", "cleanup", "--directory", str(tmp_path)])
+    # A name no one installs: an installed namesake would add a warning line.
+    name = "scaffold-probe-7f3a"
+    result = CliRunner().invoke(main, ["new", name, "--directory", str(tmp_path)])
 
     assert result.exit_code == 0, result.output
     assert result.output == (
-        f"created backend 'cleanup' in {tmp_path}\n"
+        f"created backend {name!r} in {tmp_path}\n"
         f"next:\n  cd {tmp_path}\n  pip install -e '.[test]'\n  bgservice list\n"
-        "  python -m pytest\n  bgservice run cleanup\n"
+        f"  python -m pytest\n  bgservice run {name}\n"
     )
     created = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.*"))
+    package = "bgservice_scaffold_probe_7f3a"
     assert created == [
         "README.md",
-        "bgservice_cleanup/__init__.py",
-        "bgservice_cleanup/py.typed",
+        f"{package}/__init__.py",
+        f"{package}/py.typed",
         "pyproject.toml",
-        "tests/test_bgservice_cleanup.py",
+        f"tests/test_{package}.py",
     ]
 
 

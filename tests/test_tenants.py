@@ -519,6 +519,20 @@ def test_non_file_database_is_refused(path: str) -> None:
     assert str(caught.value) == UNUSABLE.format(path, "it is not a file")
 
 
+def test_read_only_database_is_refused_when_the_store_opens(database: Path) -> None:
+    """A read-only file fails at start-up, not at a running chassis' first change."""
+    SQLiteTenantStore(database, node_id=NODE_A).add_tenant("acme")
+
+    with read_only(database), pytest.raises(TenantError) as caught:
+        SQLiteTenantStore(database, node_id=NODE_A)
+
+    assert str(caught.value) == UNUSABLE.format(
+        str(database),
+        "the file is read-only; make it writable for this user (SQLite says: "
+        "attempt to write a readonly database)",
+    )
+
+
 def test_read_only_database_refuses_add_with_advice(
     store: SQLiteTenantStore, database: Path
 ) -> None:
