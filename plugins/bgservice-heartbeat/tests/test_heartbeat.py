@@ -193,8 +193,14 @@ def test_restarted_node_starts_a_fresh_row(
 
     second_run = open_heartbeat()
     second_run.start()
+    # The row is reset before the first beat lands: wait for that beat too.
     after = wait_for(
-        lambda: (row := heartbeat_row(database)) and row["stopped_at"] is None and row,
+        lambda: (
+            (row := heartbeat_row(database))
+            and row["stopped_at"] is None
+            and row["beat_count"] >= 1
+            and row
+        ),
         "the second run's beat",
     )
 
