@@ -77,3 +77,29 @@ def bgservice_conformance(
 
     monkeypatch.chdir(tmp_path)
     return check_conformance
+
+
+@pytest.fixture
+def bgservice_postgres_dsn() -> Iterator[str]:
+    """A ``postgresql://`` URL of a fresh, empty database, dropped afterwards.
+
+    The server is the one ``BGSERVICE_TEST_POSTGRES_DSN`` names. Without it the
+    test is skipped, except where ``CI`` is set: there it fails, since CI is
+    expected to provide the server.
+    """
+    import os
+
+    from bgservice_core.testing import postgres_test_database
+
+    server = os.environ.get("BGSERVICE_TEST_POSTGRES_DSN", "").strip()
+    if not server:
+        reason = (
+            "BGSERVICE_TEST_POSTGRES_DSN is not set: source .ci/postgres.sh to "
+            "start a PostgreSQL server for these tests"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run them")
+        pytest.skip(reason)
+
+    with postgres_test_database(server) as dsn:
+        yield dsn

@@ -17,9 +17,10 @@ bug.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol
 
@@ -64,6 +65,7 @@ __all__ = [
     "check_conformance",
     "make_config",
     "patched_environment",
+    "postgres_test_database",
     "wait_until",
 ]
 
@@ -244,3 +246,33 @@ class ConformanceCheck(Protocol):
         run_for: float = DEFAULT_RUN_FOR,
     ) -> ConformanceReport:
         """Run the check; see :func:`check_conformance`."""
+
+
+@contextlib.contextmanager
+def postgres_test_database(
+    server: str, prefix: str = "bgservice_test"
+) -> Iterator[str]:
+    """Create an empty database on ``server`` and drop it afterwards.
+
+    Needs psycopg (``bgservice-core[postgres]``), imported only here.
+
+    :param server: a ``postgresql://`` URL of a role that may create databases.
+    :param prefix: the start of the database's name; a random suffix follows.
+    :returns: the URL of the new database, the same as ``server`` but its path.
+    """
+    import urllib.parse
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    identifier = sql.Identifier(name)
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(identifier))
+    try:
+        yield urllib.parse.urlsplit(server)._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            drop = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(identifier)
+            admin.execute(drop)

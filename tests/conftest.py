@@ -76,38 +76,3 @@ def config() -> bgservice_core.Config:
         gate=RecordingGate(),
         node_id="node-1.test.example",
     )
-
-
-@pytest.fixture
-def postgres_dsn() -> Iterator[str]:
-    """A ``postgresql://`` URL of a fresh, empty database, dropped afterwards.
-
-    The server is BGSERVICE_TEST_POSTGRES_DSN's (``. .ci/postgres.sh`` starts
-    one). Without it the test is skipped, except in CI, where it fails.
-    """
-    server = os.environ.get("BGSERVICE_TEST_POSTGRES_DSN", "").strip()
-    if not server:
-        reason = (
-            "BGSERVICE_TEST_POSTGRES_DSN is not set: source .ci/postgres.sh to "
-            "start a PostgreSQL server for these tests"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run them")
-        pytest.skip(reason)
-
-    import urllib.parse
-    import uuid
-
-    import psycopg
-    from psycopg import sql
-
-    name = f"bgservice_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urllib.parse.urlsplit(server)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
-            )

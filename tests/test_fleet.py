@@ -85,7 +85,7 @@ class Chassis:
 
 @pytest.fixture
 def chassis(
-    site_dir: Path, postgres_dsn: str, tmp_path: Path
+    site_dir: Path, bgservice_postgres_dsn: str, tmp_path: Path
 ) -> Iterator[dict[str, Chassis]]:
     """Start node-b, then node-a, which suspends acme as it starts."""
     install_distribution(
@@ -94,17 +94,17 @@ def chassis(
         entry_points={"fleet-probe": "fleet_probe"},
         modules={"fleet_probe.py": PROBE_MODULE},
     )
-    with PostgresTenantStore(postgres_dsn, "operator") as operator:
+    with PostgresTenantStore(bgservice_postgres_dsn, "operator") as operator:
         operator.add_tenant("acme")
 
     nodes: dict[str, Chassis] = {}
     try:
         # node-b listens before node-a changes anything.
-        nodes["b"] = Chassis("node-b", postgres_dsn, tmp_path / "b.log")
+        nodes["b"] = Chassis("node-b", bgservice_postgres_dsn, tmp_path / "b.log")
         nodes["b"].wait_for("running 1 service(s)")
         suspend = {"FLEET_PROBE_SUSPEND": "acme"}
         log = tmp_path / "a.log"
-        nodes["a"] = Chassis("node-a", postgres_dsn, log, **suspend)
+        nodes["a"] = Chassis("node-a", bgservice_postgres_dsn, log, **suspend)
         nodes["a"].wait_for("probe suspended acme")
         yield nodes
     finally:
@@ -115,7 +115,7 @@ def chassis(
 
 
 def test_a_change_through_one_chassis_is_reloaded_by_the_other(
-    chassis: dict[str, Chassis], postgres_dsn: str
+    chassis: dict[str, Chassis], bgservice_postgres_dsn: str
 ) -> None:
     """node-b logs the reload of the tenant node-a's Gate suspended."""
     chassis["b"].wait_for(
@@ -125,15 +125,15 @@ def test_a_change_through_one_chassis_is_reloaded_by_the_other(
 
     assert chassis["a"].drain() == 0
     assert chassis["b"].drain() == 0
-    with PostgresTenantStore(postgres_dsn, "operator") as operator:
+    with PostgresTenantStore(bgservice_postgres_dsn, "operator") as operator:
         assert operator.get("acme").changed_by == "node-a"
 
 
 def test_every_chassis_but_the_author_reloads_a_change(
-    chassis: dict[str, Chassis], postgres_dsn: str
+    chassis: dict[str, Chassis], bgservice_postgres_dsn: str
 ) -> None:
     """A change from a third process reaches both; node-a skips its own."""
-    with PostgresTenantStore(postgres_dsn, "operator") as operator:
+    with PostgresTenantStore(bgservice_postgres_dsn, "operator") as operator:
         operator.set_gate("acme", False, 403, "fleet_probe")
     for node in chassis.values():
         node.wait_for("after a change by node 'operator'")
@@ -145,14 +145,14 @@ def test_every_chassis_but_the_author_reloads_a_change(
 
 
 def test_no_chassis_logs_the_password(
-    chassis: dict[str, Chassis], postgres_dsn: str
+    chassis: dict[str, Chassis], bgservice_postgres_dsn: str
 ) -> None:
     """The database appears in the logs only with its password redacted."""
     chassis["b"].wait_for("reloaded tenant 'acme'")
     for node in chassis.values():
         node.drain()
 
-    password = postgres_dsn.split(":")[2].split("@")[0]
+    password = bgservice_postgres_dsn.split(":")[2].split("@")[0]
     for node in chassis.values():
         log = node.text()
         assert "tenant changes in postgresql://bgservice:***@" in log

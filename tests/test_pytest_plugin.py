@@ -21,6 +21,7 @@ FIXTURES = [
     "bgservice_conformance",
     "bgservice_crashes",
     "bgservice_gate",
+    "bgservice_postgres_dsn",
 ]
 
 #: A backend whose stop() writes the file STOP_MARKER names, or never returns.

@@ -40,9 +40,9 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 @pytest.fixture
-def store(postgres_dsn: str) -> Iterator[PostgresTenantStore]:
+def store(bgservice_postgres_dsn: str) -> Iterator[PostgresTenantStore]:
     """A store for node-a on a fresh database."""
-    with PostgresTenantStore(postgres_dsn, "node-a") as opened:
+    with PostgresTenantStore(bgservice_postgres_dsn, "node-a") as opened:
         yield opened
 
 
@@ -77,9 +77,9 @@ def test_the_factory_opens_a_sqlite_file_for_a_path(tmp_path: Path) -> None:
     assert isinstance(store, SQLiteTenantStore)
 
 
-def test_the_factory_opens_postgresql_for_a_url(postgres_dsn: str) -> None:
+def test_the_factory_opens_postgresql_for_a_url(bgservice_postgres_dsn: str) -> None:
     """A postgresql:// URL gives the PostgreSQL store."""
-    store = open_tenant_store(postgres_dsn, "node-a")
+    store = open_tenant_store(bgservice_postgres_dsn, "node-a")
     try:
         assert isinstance(store, PostgresTenantStore)
         assert store.add_tenant("acme") is True
@@ -199,12 +199,12 @@ def test_an_unknown_tenant_is_named(store: PostgresTenantStore) -> None:
 # -- two nodes ----------------------------------------------------------------
 
 
-def test_a_change_waits_for_another_nodes_row_lock(postgres_dsn: str) -> None:
+def test_a_change_waits_for_another_nodes_row_lock(bgservice_postgres_dsn: str) -> None:
     """set_gate waits for a row another transaction locked, then writes."""
     with (
-        PostgresTenantStore(postgres_dsn, "node-a") as node_a,
-        _connect(postgres_dsn) as holder,
-        _connect(postgres_dsn) as observer,
+        PostgresTenantStore(bgservice_postgres_dsn, "node-a") as node_a,
+        _connect(bgservice_postgres_dsn) as holder,
+        _connect(bgservice_postgres_dsn) as observer,
     ):
         node_a.add_tenant("acme")
         holder.execute("BEGIN")
@@ -242,16 +242,16 @@ def test_a_change_waits_for_another_nodes_row_lock(postgres_dsn: str) -> None:
 
 
 def test_two_nodes_racing_on_one_tenant_lose_no_change(
-    postgres_dsn: str,
+    bgservice_postgres_dsn: str,
 ) -> None:
     """Every concurrent change commits, is announced, leaves a whole row."""
     changes_per_node = 25
     reloaded: list[Tenant] = []
     with (
-        PostgresTenantStore(postgres_dsn, "node-a") as node_a,
-        PostgresTenantStore(postgres_dsn, "node-b") as node_b,
+        PostgresTenantStore(bgservice_postgres_dsn, "node-a") as node_a,
+        PostgresTenantStore(bgservice_postgres_dsn, "node-b") as node_b,
         PostgresTenantStore(
-            postgres_dsn, "watcher", listen=True, on_reload=reloaded.append
+            bgservice_postgres_dsn, "watcher", listen=True, on_reload=reloaded.append
         ),
     ):
         node_a.add_tenant("acme")
@@ -285,16 +285,16 @@ def test_two_nodes_racing_on_one_tenant_lose_no_change(
 
 
 def test_a_listening_store_reloads_what_another_node_changed(
-    postgres_dsn: str, caplog: pytest.LogCaptureFixture
+    bgservice_postgres_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The change is reloaded and logged, naming the node that made it."""
     caplog.set_level(logging.INFO, logger="bgservice.tenants")
     reloaded: list[Tenant] = []
     with (
         PostgresTenantStore(
-            postgres_dsn, "node-a", listen=True, on_reload=reloaded.append
+            bgservice_postgres_dsn, "node-a", listen=True, on_reload=reloaded.append
         ) as node_a,
-        PostgresTenantStore(postgres_dsn, "node-b") as node_b,
+        PostgresTenantStore(bgservice_postgres_dsn, "node-b") as node_b,
     ):
         node_a.add_tenant("acme")
         node_a.set_gate("acme", True, 403, "abuse")
@@ -310,7 +310,7 @@ def test_a_listening_store_reloads_what_another_node_changed(
 
 
 def test_the_feed_comes_back_after_the_connection_is_lost(
-    postgres_dsn: str,
+    bgservice_postgres_dsn: str,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -320,10 +320,10 @@ def test_the_feed_comes_back_after_the_connection_is_lost(
     reloaded: list[Tenant] = []
     with (
         PostgresTenantStore(
-            postgres_dsn, "node-a", listen=True, on_reload=reloaded.append
+            bgservice_postgres_dsn, "node-a", listen=True, on_reload=reloaded.append
         ),
-        PostgresTenantStore(postgres_dsn, "node-b") as node_b,
-        _connect(postgres_dsn) as admin,
+        PostgresTenantStore(bgservice_postgres_dsn, "node-b") as node_b,
+        _connect(bgservice_postgres_dsn) as admin,
     ):
         node_b.add_tenant("acme")
         wait_until(lambda: len(reloaded) == 1)
@@ -410,9 +410,9 @@ def test_an_unusable_database_is_reported_without_the_password(
     assert info.value.__suppress_context__
 
 
-def test_a_wrong_password_is_reported_without_it(postgres_dsn: str) -> None:
+def test_a_wrong_password_is_reported_without_it(bgservice_postgres_dsn: str) -> None:
     """The server's refusal is quoted; the password tried is not."""
-    wrong = postgres_dsn.replace("@", f"{SECRET}@", 1)
+    wrong = bgservice_postgres_dsn.replace("@", f"{SECRET}@", 1)
     refused = "password authentication failed"
     with pytest.raises(TenantError, match=refused) as info:
         PostgresTenantStore(wrong, "node-a")
@@ -422,10 +422,10 @@ def test_a_wrong_password_is_reported_without_it(postgres_dsn: str) -> None:
 # -- the command line ---------------------------------------------------------
 
 
-def test_the_tenants_command_works_on_postgresql(postgres_dsn: str) -> None:
+def test_the_tenants_command_works_on_postgresql(bgservice_postgres_dsn: str) -> None:
     """bgservice tenants --db postgresql://... adds and lists tenants."""
     runner = CliRunner()
-    tenants = ["tenants", "--db", postgres_dsn]
+    tenants = ["tenants", "--db", bgservice_postgres_dsn]
     added = runner.invoke(main, [*tenants, "add", "acme"])
     listed = runner.invoke(main, [*tenants, "--json"])
 
@@ -434,13 +434,13 @@ def test_the_tenants_command_works_on_postgresql(postgres_dsn: str) -> None:
     assert '"slug": "acme"' in listed.output
 
 
-def test_the_tenants_command_hides_the_password(postgres_dsn: str) -> None:
+def test_the_tenants_command_hides_the_password(bgservice_postgres_dsn: str) -> None:
     """An empty listing and an unreachable database print no password."""
     runner = CliRunner()
-    empty = runner.invoke(main, ["tenants", "--db", postgres_dsn])
+    empty = runner.invoke(main, ["tenants", "--db", bgservice_postgres_dsn])
     unreachable = runner.invoke(main, ["tenants", "--db", CLOSED_PORT_DSN])
 
-    password = postgres_dsn.split(":")[2].split("@")[0]
+    password = bgservice_postgres_dsn.split(":")[2].split("@")[0]
     assert empty.exit_code == 0
     assert "no tenants in postgresql://bgservice:***@" in empty.output
     assert password not in empty.output

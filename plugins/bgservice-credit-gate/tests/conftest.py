@@ -10,9 +10,6 @@ one): without it the PostgreSQL runs are skipped, except in CI: they fail.
 from __future__ import annotations
 
 import logging
-import os
-import urllib.parse
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,34 +28,6 @@ def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-@pytest.fixture
-def postgres_dsn() -> Iterator[str]:
-    """A ``postgresql://`` URL of a fresh, empty database, dropped after."""
-    server = os.environ.get("BGSERVICE_TEST_POSTGRES_DSN", "").strip()
-    if not server:
-        reason = (
-            "BGSERVICE_TEST_POSTGRES_DSN is not set: source .ci/postgres.sh to "
-            "start a PostgreSQL server for these tests"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run them")
-        pytest.skip(reason)
-
-    import psycopg
-    from psycopg import sql
-
-    name = f"credit_gate_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urllib.parse.urlsplit(server)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def databases(
     request: pytest.FixtureRequest,
@@ -70,7 +39,7 @@ def databases(
     The settings point at them, and the ledger table exists, empty.
     """
     if request.param == "postgres":
-        dsn = request.getfixturevalue("postgres_dsn")
+        dsn = request.getfixturevalue("bgservice_postgres_dsn")
         found = Databases("postgres", dsn, dsn)
     else:
         found = Databases(

@@ -322,25 +322,27 @@ def test_an_engaged_tenant_whose_balance_turns_unreadable_is_not_called_gone(
 
 
 def test_no_password_reaches_the_logs(
-    postgres_dsn: str,
+    bgservice_postgres_dsn: str,
     open_service: OpenService,
     gate: RecordingGate,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Start-up, an outage and a Gate error quoting the DSN are scrubbed."""
-    password = postgres_dsn.split(":")[2].split("@")[0]
-    unreachable = postgres_dsn.replace(f"{password}@", f"{password}-wrong@")
+    password = bgservice_postgres_dsn.split(":")[2].split("@")[0]
+    unreachable = bgservice_postgres_dsn.replace(f"{password}@", f"{password}-wrong@")
     monkeypatch.setenv("BGSERVICE_CREDIT_DSN", unreachable)
-    monkeypatch.setenv("BGSERVICE_CREDIT_STATE_DSN", postgres_dsn)
+    monkeypatch.setenv("BGSERVICE_CREDIT_STATE_DSN", bgservice_postgres_dsn)
 
     with caplog.at_level(logging.DEBUG):
         service = open_service()
         service.setup()
         service.tick()
-        monkeypatch.setenv("BGSERVICE_CREDIT_DSN", postgres_dsn)
-        Databases("postgres", postgres_dsn, postgres_dsn).set_balances(acme=0)
-        gate.failures["acme"] = RuntimeError(f"cannot reach {postgres_dsn}")
+        monkeypatch.setenv("BGSERVICE_CREDIT_DSN", bgservice_postgres_dsn)
+        Databases(
+            "postgres", bgservice_postgres_dsn, bgservice_postgres_dsn
+        ).set_balances(acme=0)
+        gate.failures["acme"] = RuntimeError(f"cannot reach {bgservice_postgres_dsn}")
         open_service().tick()
 
     logged = "\n".join(caplog.messages)

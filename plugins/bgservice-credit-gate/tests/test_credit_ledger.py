@@ -101,16 +101,18 @@ def test_a_threshold_finer_than_a_float_is_compared_exactly(
     ids=["same-database", "other-dsn"],
 )
 def test_a_ledger_in_the_store_database_shares_its_connection(
-    postgres_dsn: str,
+    bgservice_postgres_dsn: str,
     open_service: Callable[..., CreditGateService],
     monkeypatch: pytest.MonkeyPatch,
     ledger_query: str,
     connections: int,
 ) -> None:
     """A tick connects once when both settings name one database, else twice."""
-    monkeypatch.setenv("BGSERVICE_CREDIT_DSN", postgres_dsn + ledger_query)
-    monkeypatch.setenv("BGSERVICE_CREDIT_STATE_DSN", postgres_dsn)
-    Databases("postgres", postgres_dsn, postgres_dsn).set_balances(acme=0, b=5)
+    monkeypatch.setenv("BGSERVICE_CREDIT_DSN", bgservice_postgres_dsn + ledger_query)
+    monkeypatch.setenv("BGSERVICE_CREDIT_STATE_DSN", bgservice_postgres_dsn)
+    Databases("postgres", bgservice_postgres_dsn, bgservice_postgres_dsn).set_balances(
+        acme=0, b=5
+    )
     service = open_service()
     service.tick()
 
