@@ -17,8 +17,11 @@ import hashlib
 import importlib.util
 import py_compile
 import random
+import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from bgservice_core._discovery_cache import SETTLE_SECONDS
 
 BACKEND_GROUP = "bgservice.backends"
 
@@ -147,6 +150,19 @@ def generate(site: Path, shape: Shape, seed: int = 6) -> Environment:
         install(site, distribution)
     names = tuple(backend_name(i) for i in range(shape.backends))
     return Environment(site=site, shape=shape, backend_names=names)
+
+
+def wait_until_settled(site: Path) -> None:
+    """Wait until the metadata in ``site`` is old enough for bgservice to cache.
+
+    bgservice caches discovery only once nothing it read from has changed for a
+    few seconds, so a freshly generated environment is measured after that.
+    """
+    paths = [site, *site.glob("*.dist-info"), *site.glob("*.dist-info/*")]
+    newest = max(max(path.stat().st_mtime, path.stat().st_ctime) for path in paths)
+    delay = newest + SETTLE_SECONDS + 0.1 - time.time()
+    if delay > 0:
+        time.sleep(delay)
 
 
 def backend_distribution(index: int, chooser: random.Random) -> Distribution:

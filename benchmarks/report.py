@@ -50,6 +50,13 @@ How to read it:
 - "instructions" in a note (with `--instructions`) is the ratio of the
   instructions the two commands executed, counted once each by valgrind's
   callgrind: a figure the noise of the machine does not move.
+- bgservice keeps a discovery cache (see the chassis guide), so `list` and
+  `open` are measured twice. The plain row answers from the cache an earlier
+  call wrote, as every chassis start after the first does; the note counts the
+  runs that did, from the modules each imported. The "cache rebuilt" row
+  starts each run with an empty cache folder, as the first call after an
+  install does: it reads the metadata and writes the cache. The targets are
+  for the first; the second is reported, and faces stevedore's cold cache.
 - The import, `--help`, `list` and `open` figures are whole processes, from
   fork to exit. The drain, the start and the credit-gate tick are timed
   inside the child around the operation; a tick is called directly, after one

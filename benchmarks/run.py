@@ -21,7 +21,12 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import cases, credit_gate, report  # noqa: E402
-from benchmarks.environments import Environment, Shape, generate  # noqa: E402
+from benchmarks.environments import (  # noqa: E402
+    Environment,
+    Shape,
+    generate,
+    wait_until_settled,
+)
 from benchmarks.harness import BenchmarkError, Spawner  # noqa: E402
 from benchmarks.rows import Row  # noqa: E402
 
@@ -87,6 +92,7 @@ def _run_cases(bench: cases.Bench, environments: list[Environment]) -> list[Row]
     rows += cases.import_case(bench) + cases.help_case(bench)
     for environment in environments:
         cases.progress(f"measuring list and open: {environment.shape.label}")
+        wait_until_settled(environment.site)
         rows += cases.list_case(bench, environment)
         rows += cases.open_case(bench, environment)
     cases.progress("measuring the drain and the start")

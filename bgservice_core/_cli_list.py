@@ -44,7 +44,11 @@ def list_command(as_json: bool, check: bool) -> None:
     """
     from bgservice_core._discovery import discover_backends
 
-    rows = _backend_rows(discover_backends())
+    try:
+        rows = _backend_rows(discover_backends())
+    except BGServiceError as err:  # a malformed discovery setting, say
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(err.exit_code)
     if check:
         _report_checks(rows, as_json)
     elif as_json:

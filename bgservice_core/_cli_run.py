@@ -18,7 +18,7 @@ from bgservice_core._cli_shared import (
     default_node_id,
     open_store,
 )
-from bgservice_core._errors import ExitCode
+from bgservice_core._errors import BGServiceError, ExitCode
 
 #: The environment variable ``bgservice run`` reads its backend list from.
 SERVICES_VARIABLE = "BGSERVICE_BACKGROUND_SERVICES"
@@ -28,15 +28,19 @@ def _complete_backend_names(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
     """Complete the name after the last comma from installed metadata only."""
-    from bgservice_core._discovery import group_entry_points
+    from bgservice_core._discovery import installed_entry_points
 
     done, comma, current = incomplete.rpartition(",")
     # Keep what was typed before the current name, spaces included.
     prefix = done + comma + current[: len(current) - len(current.lstrip())]
     chosen = {name.strip() for name in done.split(",")}
+    try:
+        installed = {entry_point.name for entry_point in installed_entry_points()}
+    except BGServiceError:
+        return []  # a completion cannot show the error: 'bgservice list' will
     return [
         CompletionItem(prefix + name)
-        for name in sorted(set(group_entry_points().names))
+        for name in sorted(installed)
         if name.startswith(current.strip()) and name not in chosen
     ]
 

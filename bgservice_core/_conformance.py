@@ -252,9 +252,8 @@ class _Checker:
             return None
 
         entry = entries[0]
-        assert entry.entry_point is not None  # installed: it has one
         try:
-            entry.entry_point.load()
+            entry.load()
         except (Exception, SystemExit) as err:  # noqa: BLE001 - the failure is the verdict
             self.record(
                 ENTRY_POINT_CHECK, f"importing {entry.value!r} failed: {_text(err)}"

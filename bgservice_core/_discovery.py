@@ -3,20 +3,22 @@
 Discovery reads distribution metadata only; nothing here imports a backend.
 Python's own rules decide which copy of a distribution counts: when the same
 distribution is reachable through several ``sys.path`` entries, importlib-metadata
-reports the first one, which is also the one ``import`` would load.
+reports the first one, which is also the one ``import`` would load. What it
+reports is remembered between processes by :mod:`bgservice_core._discovery_cache`,
+which checks the files it came from on every call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterable
 from typing import Protocol
 
-import importlib_metadata
-
+from bgservice_core import _discovery_cache
 from bgservice_core._contract import Constructor
 from bgservice_core._errors import (
     ENTRY_POINT_GROUP,
@@ -54,6 +56,8 @@ class BackendEntry:
     :param distribution: the distribution that advertises it.
     :param version: that distribution's version.
     :param summary: that distribution's one-line summary.
+    :param constructor: the constructor of a backend registered in-process;
+        None for an installed one.
     """
 
     name: str
@@ -61,16 +65,40 @@ class BackendEntry:
     distribution: str
     version: str
     summary: str = ""
-    entry_point: importlib_metadata.EntryPoint | None = dataclasses.field(
-        default=None, repr=False, compare=False
-    )
     constructor: Constructor | None = dataclasses.field(
         default=None, repr=False, compare=False
     )
 
+    @property
+    def installed(self) -> bool:
+        """True for an installed entry point, False for an in-process registration."""
+        return self.constructor is None
+
+    def load(self) -> object:
+        """Import the installed entry point and return what it names, the plugin.
+
+        :raises ValueError: this backend is registered in-process, or the entry
+            point's value is not a ``module:attribute`` reference.
+        :raises Exception: whatever importing the backend raises.
+        """
+        if not self.installed:
+            raise ValueError(
+                f"backend {self.name!r} is registered in-process: use its "
+                "constructor, there is no entry point to load"
+            )
+        # Imported on use: a process that loads no backend does not need it.
+        import pkgutil
+
+        # An entry point's value is "module", "module:attribute" or either with
+        # "[extras]"; extras do not change what is loaded.
+        reference = "".join(self.value.partition("[")[0].split())
+        if ":" not in reference:
+            reference += ":"  # import the module itself, as importlib-metadata does
+        return pkgutil.resolve_name(reference)
+
     def describe(self) -> str:
         """Say where this backend comes from, for messages."""
-        if self.entry_point is None:
+        if not self.installed:
             return f"{self.name!r} ({REGISTERED_IN_PROCESS} {self.value})"
         return (
             f"{self.name!r} (entry point {self.value!r} in group "
@@ -79,7 +107,7 @@ class BackendEntry:
 
     def claimant(self) -> str:
         """Say who offers this name, for a conflict message."""
-        if self.entry_point is None:
+        if not self.installed:
             return f"{REGISTERED_IN_PROCESS}: {self.value}"
         return f"distribution {self.distribution} {self.version}: {self.value}"
 
@@ -151,14 +179,47 @@ def backend_name_problem(name: str) -> str | None:
     return None
 
 
-def installed_entries(name: str | None = None) -> Iterable[BackendEntry]:
-    """Yield the installed entry points of the group, optionally of one name only.
+@dataclasses.dataclass(frozen=True)
+class InstalledEntryPoint:
+    """An entry point of the group, and the files of the distribution declaring it."""
 
-    Only the distributions of matching entry points have their metadata read.
+    name: str
+    value: str
+    metadata: MetadataFiles
+
+    def entry(self) -> BackendEntry:
+        """Return the BackendEntry, reading the distribution's name and version now."""
+        fields = identity_fields(self.metadata)
+        return BackendEntry(
+            name=self.name,
+            value=self.value,
+            distribution=fields.get("name") or "(unnamed distribution)",
+            version=fields.get("version", ""),
+            summary=fields.get("summary", ""),
+        )
+
+
+def installed_entry_points() -> list[InstalledEntryPoint]:
+    """Return the group's entry points, in the order importlib-metadata finds them.
+
+    Answered from the discovery cache when nothing it was read from changed;
+    otherwise every distribution's entry_points.txt is read. No METADATA is.
     """
-    for entry_point in group_entry_points():
-        if name is None or entry_point.name == name:
-            yield _entry_from_entry_point(entry_point)
+    return _discovery_cache.cached_scan(
+        ENTRY_POINT_GROUP, _scan_installed, _from_cached_rows, width=3
+    )
+
+
+def installed_entries(name: str | None = None) -> list[BackendEntry]:
+    """Return the installed entry points of the group, optionally of one name only.
+
+    Only the distributions of the entries returned have their METADATA read.
+    """
+    return [
+        installed.entry()
+        for installed in installed_entry_points()
+        if name is None or installed.name == name
+    ]
 
 
 def registered_entries() -> list[BackendEntry]:
@@ -181,18 +242,15 @@ def discover_backends() -> dict[str, list[BackendEntry]]:
     return {name: sorted(by_name[name], key=_sort_key) for name in sorted(by_name)}
 
 
-def resolve(
-    name: str, installed: Iterable[importlib_metadata.EntryPoint]
-) -> BackendEntry:
+def resolve(name: str, installed: Iterable[BackendEntry]) -> BackendEntry:
     """Return the one entry offering ``name``, among ``installed`` and the registry.
 
     :raises BackendConflictError: more than one distinct source offers it.
     :raises BackendLoadError: the name is one ``register()`` would refuse.
     """
     claimants: list[BackendEntry] = []
-    for entry_point in installed:
-        entry = _entry_from_entry_point(entry_point)
-        if entry not in claimants:
+    for entry in installed:
+        if entry.name == name and entry not in claimants:
             claimants.append(entry)
     with _registry_lock:
         if name in _registry:
@@ -210,28 +268,85 @@ def resolve(
     return claimants[0]
 
 
-def group_entry_points() -> importlib_metadata.EntryPoints:
-    """Return the group's entry points, reading each distribution's entry_points.txt."""
-    return importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)
+def _scan_installed() -> tuple[list[InstalledEntryPoint], list[list[str]] | None]:
+    """Read the group from the installed metadata; also return the rows to cache."""
+    # Imported on use: a cached answer needs neither it nor its imports.
+    import importlib_metadata
+
+    found: list[InstalledEntryPoint] = []
+    rows: list[list[str]] | None = []
+    for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+        distribution = entry_point.dist
+        found.append(
+            InstalledEntryPoint(
+                entry_point.name,
+                entry_point.value,
+                _NO_METADATA if distribution is None else distribution,
+            )
+        )
+        folder = _metadata_folder(distribution)
+        if folder is None or rows is None:
+            rows = None  # the cache could not find this one's metadata again
+        else:
+            rows.append([entry_point.name, entry_point.value, folder])
+    return found, rows
 
 
-def _entry_from_entry_point(entry_point: importlib_metadata.EntryPoint) -> BackendEntry:
-    distribution = entry_point.dist
-    if distribution is None:
-        name, version, summary = "(unknown distribution)", "", ""
-    else:
-        fields = identity_fields(distribution)
-        name = fields.get("name") or "(unnamed distribution)"
-        version = fields.get("version", "")
-        summary = fields.get("summary", "")
-    return BackendEntry(
-        name=entry_point.name,
-        value=entry_point.value,
-        distribution=name,
-        version=version,
-        summary=summary,
-        entry_point=entry_point,
-    )
+def _metadata_folder(distribution: object) -> str | None:
+    """Return the folder (or egg-info file) a distribution reads its metadata from.
+
+    importlib-metadata offers no public name for it: a distribution found on
+    ``sys.path`` keeps it in ``_path``, which it has done since its first
+    release. Anything else (a zip archive, another kind of distribution) has
+    no folder, and an answer that includes it is simply not cached.
+    """
+    import pathlib
+
+    folder = getattr(distribution, "_path", None)
+    if isinstance(folder, pathlib.Path) and os.path.isabs(folder):
+        return str(folder)
+    return None
+
+
+def _from_cached_rows(rows: list[list[str]]) -> list[InstalledEntryPoint]:
+    return [
+        InstalledEntryPoint(name, value, MetadataFolder(folder))
+        for name, value, folder in rows
+    ]
+
+
+class MetadataFolder:
+    """The metadata files of an installed distribution, read from its folder."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def read_text(self, filename: str) -> str | None:
+        """Return the named file's text, or None if there is none.
+
+        As importlib-metadata does, an empty name reads an egg-info file itself.
+        """
+        path = os.path.join(self.folder, filename) if filename else self.folder
+        try:
+            with open(path, encoding="utf-8") as file:
+                return file.read()
+        except (
+            FileNotFoundError,
+            IsADirectoryError,
+            NotADirectoryError,
+            PermissionError,  # importlib-metadata treats an unreadable file as absent
+        ):
+            return None
+
+
+class _NoMetadata:
+    """The metadata of an entry point that has no distribution: none at all."""
+
+    def read_text(self, filename: str) -> str | None:
+        return None
+
+
+_NO_METADATA = _NoMetadata()
 
 
 def identity_fields(distribution: MetadataFiles) -> dict[str, str]:

@@ -13,6 +13,7 @@ Names match exactly: case matters, and ``-`` and ``_`` are different characters.
 from __future__ import annotations
 
 import collections
+import functools
 import importlib
 import logging
 import os
@@ -20,14 +21,13 @@ import reprlib
 import traceback
 from collections.abc import Callable, Sequence
 
-import importlib_metadata
 import pluggy
 
 from bgservice_core._contract import Config, Constructor, Service
 from bgservice_core._discovery import (
     NOP,
     BackendEntry,
-    group_entry_points,
+    installed_entry_points,
     registered_entries,
     resolve,
 )
@@ -40,18 +40,6 @@ from bgservice_core._errors import (
 from bgservice_core._hookspec import CONSTRUCTOR_HOOK, PROJECT_NAME, BackendSpec
 
 logger = logging.getLogger(__name__)
-
-#: Code between bgservice and a backend: a failure's location is never in here,
-#: but in the backend line that called into it.
-_MACHINERY_DIRECTORIES = tuple(
-    os.path.dirname(str(module_file)) + os.sep
-    for module_file in (
-        __file__,
-        importlib.__file__,
-        importlib_metadata.__file__,
-        pluggy.__file__,
-    )
-)
 
 
 def parse_backend_names(text: str) -> list[str]:
@@ -112,18 +100,20 @@ def resolve_backends(names: Sequence[str]) -> list[BackendEntry]:
     if not names:
         return []
 
-    # Listing the group reads each distribution's entry_points.txt, but no
-    # METADATA file: those are read only for the names selected below.
-    installed = group_entry_points()
+    installed = installed_entry_points()
     registered = {entry.name for entry in registered_entries()}
-    available = set(installed.names) | registered
+    available = {entry_point.name for entry_point in installed} | registered
 
     unknown = [name for name in names if name not in available]
     if unknown:
         suggestions = {name: _close_matches(name, available) for name in unknown}
         raise UnknownBackendError(unknown, available, suggestions)
 
-    return [resolve(name, installed.select(name=name)) for name in names]
+    # Only the selected names' distributions have their METADATA read.
+    return [
+        resolve(name, [ep.entry() for ep in installed if ep.name == name])
+        for name in names
+    ]
 
 
 def load_constructor(entry: BackendEntry) -> Constructor:
@@ -133,11 +123,9 @@ def load_constructor(entry: BackendEntry) -> Constructor:
     """
     if entry.constructor is not None:
         return entry.constructor
-    if entry.entry_point is None:
-        raise BackendLoadError(entry, "it has neither an entry point nor a constructor")
 
     try:
-        plugin = entry.entry_point.load()
+        plugin = entry.load()
     except (Exception, SystemExit) as err:
         raise BackendLoadError(entry, f"import failed: {_describe(err)}") from err
 
@@ -248,6 +236,27 @@ def _describe(err: BaseException) -> str:
 
 
 def _is_machinery(filename: str) -> bool:
-    return filename.startswith("<frozen ") or filename.startswith(
-        _MACHINERY_DIRECTORIES
+    return filename.startswith("<frozen ") or filename.startswith(_machinery_paths())
+
+
+@functools.cache
+def _machinery_paths() -> tuple[str, ...]:
+    """Name the code between bgservice and a backend, where no failure starts.
+
+    A failure's location is the backend line that called into this code. Worked
+    out on the first failure, so that a start without one imports nothing more.
+    """
+    import pkgutil
+
+    import importlib_metadata
+
+    folders = (
+        os.path.dirname(str(module_file)) + os.sep
+        for module_file in (
+            __file__,
+            importlib.__file__,
+            importlib_metadata.__file__,
+            pluggy.__file__,
+        )
     )
+    return (*folders, str(pkgutil.__file__))

@@ -145,7 +145,7 @@ class BackendHarness:
         :raises bgservice_core.BGServiceError: as :func:`bgservice_core.open`.
         """
         entry = resolve_backends([name])[0]
-        if entry.entry_point is None:
+        if not entry.installed:
             raise AssertionError(
                 f"backend {name!r} is registered in-process, not installed: "
                 "install its distribution (pip install -e .) so its entry "

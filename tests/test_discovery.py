@@ -244,3 +244,40 @@ def test_names_with_list_syntax_are_read_as_lists(
     assert bgservice_core.open("nop", config) == []
     assert "comma_mod" not in sys.modules
     assert "nop_mod" not in sys.modules
+
+
+def test_load_imports_what_the_entry_point_names(site_dir: Path) -> None:
+    """load() follows module, module:attribute and extras as importlib-metadata."""
+    install_distribution(
+        site_dir,
+        "shapes-dist",
+        entry_points={
+            "module-only": "shapes_backend",
+            "attribute": "shapes_backend:inner.plugin",
+            "with-extras": "shapes_backend : inner.plugin [fast, small]",
+        },
+        modules={
+            "shapes_backend.py": "class inner:\n    plugin = 'the plugin'\n",
+        },
+    )
+
+    loaded = {entry.name: entry.load() for entry in discover_backends_flat()}
+
+    assert loaded["module-only"] is sys.modules["shapes_backend"]
+    assert loaded["attribute"] == "the plugin"
+    assert loaded["with-extras"] == "the plugin"
+
+
+def test_load_refuses_an_in_process_registration() -> None:
+    """An in-process backend has no entry point: load() says to use its constructor."""
+    bgservice_core.register("in-memory", lambda config: None)
+    [entry] = discover_backends()["in-memory"]
+
+    assert not entry.installed
+    with pytest.raises(ValueError, match="registered in-process: use its constructor"):
+        entry.load()
+
+
+def discover_backends_flat() -> list[bgservice_core.BackendEntry]:
+    """Every entry discover_backends() reports, conflicts included."""
+    return [entry for entries in discover_backends().values() for entry in entries]

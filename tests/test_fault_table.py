@@ -581,3 +581,24 @@ def unusable_database(launcher: Launcher) -> int:
     assert launcher.recorded() == []
     assert len(codes) == 1
     return codes.pop()
+
+
+@scenario("F25")
+def malformed_discovery_setting(launcher: Launcher) -> int:
+    """Each malformed cache setting is quoted with what it expects; nothing starts."""
+    expected = {
+        ("BGSERVICE_DISCOVERY_CACHE", "maybe"): "expected on or off",
+        ("BGSERVICE_CACHE_DIR", "relative/cache"): "expected an absolute path",
+        ("BGSERVICE_CACHE_DIR", " "): "expected an absolute path",
+    }
+
+    codes = set()
+    for (variable, value), expectation in expected.items():
+        with pytest.MonkeyPatch.context() as environment:
+            environment.setenv(variable, value)
+            chassis = launcher.run("alpha")
+        codes.add(chassis.finish())
+        assert f"{variable}={value!r} is invalid: {expectation}" in chassis.output
+    assert launcher.recorded() == []
+    assert len(codes) == 1
+    return codes.pop()

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import importlib_metadata
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
@@ -39,17 +38,11 @@ _OPTIONAL_INCLUDE = re.compile(r"<!-- optional-include: (?P<path>\S+) -->")
 
 
 def _heartbeat_entry() -> BackendEntry:
-    entry_point = importlib_metadata.EntryPoint(
-        name="heartbeat",
-        value="bgservice_heartbeat",
-        group=bgservice_core.ENTRY_POINT_GROUP,
-    )
     return BackendEntry(
         name="heartbeat",
         value="bgservice_heartbeat",
         distribution="bgservice-heartbeat",
         version="0.1.0",
-        entry_point=entry_point,
     )
 
 

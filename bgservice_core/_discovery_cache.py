@@ -1,0 +1,362 @@
+"""Remembering the backend group between processes, checked against the disk.
+
+Listing an entry-point group means reading the ``entry_points.txt`` of every
+installed distribution: most of the time a chassis spends in ``open`` goes
+there, and the answer changes only when something is installed, removed or
+edited. So the answer is kept in a small JSON file per ``sys.path``, together
+with a *signature* of everything it was read from:
+
+- each ``sys.path`` entry itself, which changes when a distribution's metadata
+  folder is added, removed or renamed there (an install, an uninstall, an
+  upgrade),
+- every distribution's metadata folder, which changes when a file in it is
+  added, removed or replaced, and
+- every ``entry_points.txt``, which catches an edit in place, such as
+  setuptools rewriting the ``.egg-info`` of a legacy editable install.
+
+What is cached is where each entry point of the group is declared: its name,
+its value and its distribution's folder. The distribution's name, version and
+summary are read from that folder when they are asked for, so they are never
+stale either.
+
+Each item contributes its inode, size, and change and modification times, so
+the signature costs one ``stat`` per item and reads no file. Every use
+recomputes it, and a cached answer is used only when it is unchanged; so the
+call right after a change always sees the change.
+
+Two details keep that promise:
+
+- File times are coarse: a change made within the same clock tick as the state
+  that was cached could leave every time as it was. An answer is therefore
+  written only when everything it was read from is older than a few seconds
+  (git does the same with its index). Right after an install, calls read the
+  metadata until it has settled.
+- The signature only knows the filesystem search that importlib-metadata
+  performs on ``sys.path``. When another finder on ``sys.meta_path`` can supply
+  distributions, the cache steps aside and every call reads the metadata.
+
+A cache that cannot be read or written (no home folder, a read-only disk, a
+damaged file) is skipped, never an error: it only ever saves time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import stat
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from importlib.machinery import PathFinder
+from typing import TypeGuard, TypeVar
+
+from bgservice_core._errors import SettingError
+
+logger = logging.getLogger(__name__)
+
+#: Where the cache files go; by default the user's cache folder, under bgservice.
+CACHE_DIR_VARIABLE = "BGSERVICE_CACHE_DIR"
+
+#: ``off`` makes every call read the installed metadata.
+SWITCH_VARIABLE = "BGSERVICE_DISCOVERY_CACHE"
+
+_SWITCH_VALUES = {
+    "on": True,
+    "true": True,
+    "yes": True,
+    "1": True,
+    "off": False,
+    "false": False,
+    "no": False,
+    "0": False,
+}
+
+#: Raised whenever the file's layout or the meaning of its rows changes, so that
+#: an older bgservice's cache file is never read as this one's.
+CACHE_FORMAT = 1
+
+#: How old everything the answer was read from must be before it is cached: far
+#: above any filesystem's clock tick, and above FAT's two seconds.
+SETTLE_SECONDS = 2.0
+
+#: A cache file left unwritten this long is deleted by the next process that
+#: writes one: a virtual environment or working folder that is gone leaves its
+#: file behind, and a file still in use is merely written again.
+PRUNE_AFTER_SECONDS = 30 * 24 * 3600
+
+#: Rows are lists of strings; their meaning belongs to the caller.
+Rows = list[list[str]]
+
+Answer = TypeVar("Answer")
+
+
+def cached_scan(
+    group: str,
+    scan: Callable[[], tuple[Answer, Rows | None]],
+    answer_from: Callable[[Rows], Answer],
+    width: int,
+) -> Answer:
+    """Answer from the cache when it is valid for ``group``, or else from ``scan``.
+
+    :param group: the entry-point group; it names the cache file.
+    :param scan: reads the installed metadata; returns the answer and the rows
+        of strings to cache, or None for rows when this answer cannot be cached.
+    :param answer_from: turns cached rows back into an answer.
+    :param width: how many strings a row holds; a file whose rows differ is
+        not this caller's, and is ignored.
+    :raises SettingError: a cache setting in the environment is malformed.
+    """
+    directory = cache_directory()
+    search_path = _search_path()
+    if directory is None or search_path is None or _other_finders():
+        return scan()[0]
+
+    location = os.path.join(directory, _file_name(group, search_path))
+    signature, newest = _signature(search_path)
+    cached = _read(location, group, search_path, width)
+    if cached is not None and cached[0] == signature:
+        return answer_from(cached[1])
+
+    # The signature was taken before the scan: a change made during the scan
+    # leaves it stale, so the next call scans again rather than trusting it.
+    answer, rows = scan()
+    if rows is None:
+        logger.debug("not caching %s: its metadata cannot be located", group)
+    elif newest >= time.time_ns() - int(SETTLE_SECONDS * 1e9):
+        logger.debug("not caching %s: the metadata changed moments ago", group)
+    else:
+        _write(directory, location, group, search_path, signature, rows)
+    return answer
+
+
+def cache_directory() -> str | None:
+    """Return the folder for cache files, or None when the cache is switched off.
+
+    :raises SettingError: ``BGSERVICE_DISCOVERY_CACHE`` is not on or off, or
+        ``BGSERVICE_CACHE_DIR`` is blank or relative.
+    """
+    switch = os.environ.get(SWITCH_VARIABLE)
+    if switch is not None:
+        enabled = _SWITCH_VALUES.get(switch.strip().lower())
+        if enabled is None:
+            raise SettingError(SWITCH_VARIABLE, switch, "on or off (default: on)")
+        if not enabled:
+            return None
+
+    chosen = os.environ.get(CACHE_DIR_VARIABLE)
+    if chosen is None:
+        return _user_cache_directory()
+    if not chosen.strip() or not os.path.isabs(chosen):
+        raise SettingError(
+            CACHE_DIR_VARIABLE,
+            chosen,
+            "an absolute path to a folder, or leave it unset for the user's cache "
+            "folder",
+        )
+    return chosen
+
+
+def _user_cache_directory() -> str | None:
+    # The rule platformdirs' user_cache_dir("bgservice") follows, written out
+    # because importing platformdirs would cost more than a cached open saves.
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA")
+        return os.path.join(base, "bgservice", "Cache") if base else None
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Caches/bgservice")
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if not os.path.isabs(base):
+        base = os.path.expanduser("~/.cache")
+    if not os.path.isabs(base):
+        return None  # no home folder to expand ~ into
+    return os.path.join(base, "bgservice")
+
+
+def _search_path() -> list[str] | None:
+    # importlib-metadata searches sys.path as it is, with "" meaning the current
+    # folder; absolute paths keep two working folders' answers apart.
+    if not all(isinstance(entry, str) for entry in sys.path):
+        return None
+    return [os.path.abspath(entry or ".") for entry in sys.path]
+
+
+def _other_finders() -> bool:
+    """Say whether a finder other than the path search can supply distributions."""
+    for finder in sys.meta_path:
+        if finder is PathFinder or not hasattr(finder, "find_distributions"):
+            continue
+        module = getattr(finder, "__module__", type(finder).__module__)
+        name = getattr(finder, "__qualname__", type(finder).__qualname__)
+        # importlib-metadata adds a finder of its own that searches sys.path too.
+        if (module, name) != ("importlib_metadata", "MetadataPathFinder"):
+            logger.debug("discovery cache off: %s.%s finds distributions", module, name)
+            return True
+    return False
+
+
+def _file_name(group: str, search_path: Sequence[str]) -> str:
+    # A short checksum names the file; the file repeats the full key, so a
+    # collision costs a scan, never a wrong answer.
+    key = "\0".join([str(CACHE_FORMAT), group, *search_path])
+    checksum = zlib.crc32(key.encode("utf-8", "surrogateescape"))
+    return f"entry-points-{checksum:08x}.json"
+
+
+def _signature(search_path: Sequence[str]) -> tuple[str, int]:
+    """Describe every file the answer depends on; return it and the newest time."""
+    lines: list[str] = []
+    newest = 0
+    for entry in search_path:
+        described, entry_newest = _describe(entry)
+        lines.append(f"{entry}\t{described}")
+        newest = max(newest, entry_newest)
+        if not described.startswith("d"):
+            continue  # a zip file or nothing: its own description covers it
+
+        # An ".egg" folder on sys.path keeps its metadata in "EGG-INFO".
+        inside_egg = entry.lower().endswith(".egg")
+        try:
+            children = os.scandir(entry)
+        except OSError:
+            continue
+        with children:
+            for child in children:
+                lowered = child.name.lower()
+                if lowered.endswith((".dist-info", ".egg-info")) or (
+                    inside_egg and lowered == "egg-info"
+                ):
+                    for line, line_newest in _distribution_lines(child):
+                        lines.append(line)
+                        newest = max(newest, line_newest)
+    return "\n".join(lines), newest
+
+
+def _distribution_lines(child: os.DirEntry[str]) -> list[tuple[str, int]]:
+    # The folder changes when a file in it is added, removed or replaced, as
+    # when METADATA appears or an installer replaces a file; entry_points.txt
+    # may also be rewritten in place, which only its own times show.
+    described, newest = _describe(child.path)
+    lines = [(f"{child.name}\t{described}", newest)]
+    if described.startswith("d"):
+        path = os.path.join(child.path, "entry_points.txt")
+        described, newest = _describe(path)
+        lines.append((f"{child.name}/entry_points.txt\t{described}", newest))
+    return lines
+
+
+def _describe(path: str) -> tuple[str, int]:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return "-", 0
+    kind = "d" if stat.S_ISDIR(status.st_mode) else "f"
+    # On POSIX the change time moves with any edit, even one that restores the
+    # modification time; on Windows it is the creation time, hence both.
+    described = (
+        f"{kind}\t{status.st_ino}\t{status.st_size}\t"
+        f"{status.st_mtime_ns}\t{status.st_ctime_ns}"
+    )
+    return described, max(status.st_mtime_ns, status.st_ctime_ns)
+
+
+def _read(
+    location: str, group: str, search_path: list[str], width: int
+) -> tuple[str, Rows] | None:
+    """Return the signature and rows of a cache file made for this search path."""
+    try:
+        with open(location, "rb") as file:
+            if not _owned_by_us(file.fileno()):
+                logger.debug("ignoring %s: another user owns it", location)
+                return None
+            cached = json.load(file)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        logger.debug("ignoring the discovery cache %s: %s", location, err)
+        return None
+
+    expected = {"format": CACHE_FORMAT, "group": group, "search_path": search_path}
+    if not isinstance(cached, dict) or any(
+        cached.get(key) != value for key, value in expected.items()
+    ):
+        return None
+    signature, rows = cached.get("signature"), cached.get("rows")
+    if not isinstance(signature, str) or not _valid_rows(rows, width):
+        return None
+    return signature, rows
+
+
+def _valid_rows(rows: object, width: int) -> TypeGuard[Rows]:
+    return isinstance(rows, list) and all(
+        isinstance(row, list)
+        and len(row) == width
+        and all(isinstance(cell, str) for cell in row)
+        for row in rows
+    )
+
+
+def _owned_by_us(descriptor: int) -> bool:
+    # A cache in a shared folder must not let another user choose what we import.
+    if not hasattr(os, "getuid"):
+        return True
+    return os.fstat(descriptor).st_uid == os.getuid()
+
+
+def _write(
+    directory: str,
+    location: str,
+    group: str,
+    search_path: list[str],
+    signature: str,
+    rows: Rows,
+) -> None:
+    content = {
+        "format": CACHE_FORMAT,
+        "group": group,
+        "search_path": search_path,
+        "signature": signature,
+        "rows": rows,
+    }
+    # Written beside its final name and renamed over it, so that a reader sees
+    # the old file or the new one, never half of one. The name is this
+    # thread's own, so that writers never share a file; it must not exist yet,
+    # so that nothing planted under that name is written through.
+    temporary = f"{location}.{os.getpid()}-{threading.get_ident()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        descriptor = os.open(temporary, flags, 0o600)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                json.dump(content, file, separators=(",", ":"))
+            os.replace(temporary, location)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+    except OSError as err:
+        logger.debug("not caching %s in %s: %s", group, directory, err)
+        return
+    _prune(directory)
+
+
+def _prune(directory: str) -> None:
+    """Delete the cache files nobody has written for a month."""
+    oldest_kept = time.time() - PRUNE_AFTER_SECONDS
+    try:
+        with os.scandir(directory) as children:
+            stale = [
+                child.path
+                for child in children
+                if child.name.startswith("entry-points-")
+                and child.stat(follow_symlinks=False).st_mtime < oldest_kept
+            ]
+        for path in stale:
+            os.unlink(path)
+    except OSError as err:
+        # Another process may be pruning too; whatever is left waits a while.
+        logger.debug("could not prune the discovery cache in %s: %s", directory, err)
