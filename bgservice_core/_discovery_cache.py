@@ -77,7 +77,7 @@ _SWITCH_VALUES = {
 
 #: Raised whenever the file's layout or the meaning of its rows changes, so that
 #: an older bgservice's cache file is never read as this one's.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 #: How old everything the answer was read from must be before it is cached: far
 #: above any filesystem's clock tick, and above FAT's two seconds.
@@ -161,15 +161,17 @@ def cache_directory() -> str | None:
 
 
 def _user_cache_directory() -> str | None:
-    # The rule platformdirs' user_cache_dir("bgservice") follows, written out
-    # because importing platformdirs would cost more than a cached open saves.
+    # The rule of platformdirs' user_cache_dir("bgservice"), written out because
+    # importing platformdirs would cost more than a cached open saves.
     if sys.platform == "win32":
         base = os.environ.get("LOCALAPPDATA")
         return os.path.join(base, "bgservice", "Cache") if base else None
+    chosen = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(chosen):  # the XDG rule: a relative value is ignored
+        return os.path.join(chosen, "bgservice")
     if sys.platform == "darwin":
-        return os.path.expanduser("~/Library/Caches/bgservice")
-    base = os.environ.get("XDG_CACHE_HOME", "").strip()
-    if not os.path.isabs(base):
+        base = os.path.expanduser("~/Library/Caches")
+    else:
         base = os.path.expanduser("~/.cache")
     if not os.path.isabs(base):
         return None  # no home folder to expand ~ into

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,30 @@ from bgservice_core import _discovery
 from tests.distributions import install_distribution
 
 __all__ = ["install_distribution"]
+
+#: The run's cache folder, and the BGSERVICE_CACHE_DIR it replaced.
+_CACHE_DIR = pytest.StashKey[tuple[str, "str | None"]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the discovery cache of the whole run, subprocesses too, in a temp folder.
+
+    The suite installs and removes many throwaway backends; their cache files
+    must not land in the user's own cache folder.
+    """
+    folder = tempfile.mkdtemp(prefix="bgservice-cache-")
+    config.stash[_CACHE_DIR] = (folder, os.environ.get("BGSERVICE_CACHE_DIR"))
+    os.environ["BGSERVICE_CACHE_DIR"] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run's cache folder and restore the variable."""
+    folder, before = config.stash[_CACHE_DIR]
+    shutil.rmtree(folder, ignore_errors=True)
+    if before is None:
+        os.environ.pop("BGSERVICE_CACHE_DIR", None)
+    else:
+        os.environ["BGSERVICE_CACHE_DIR"] = before
 
 
 @pytest.fixture

@@ -494,12 +494,16 @@ def bgservice_command() -> str:
     return str(Path(sys.executable).with_name("bgservice"))
 
 
+#: Where discovery may keep its cache is the test run's choice, not a setting.
+KEPT_SETTINGS = ("BGSERVICE_CACHE_DIR", "BGSERVICE_DISCOVERY_CACHE")
+
+
 def chassis_environment(**settings: str) -> dict[str, str]:
     """This environment without inherited bgservice settings, plus ``settings``."""
     environment = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith("BGSERVICE_")
+        if not name.startswith("BGSERVICE_") or name in KEPT_SETTINGS
     }
     environment.update(settings)
     return environment
