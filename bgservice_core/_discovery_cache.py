@@ -45,6 +45,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import stat
 import sys
 import threading
@@ -87,6 +88,17 @@ SETTLE_SECONDS = 2.0
 #: writes one: a virtual environment or working folder that is gone leaves its
 #: file behind, and a file still in use is merely written again.
 PRUNE_AFTER_SECONDS = 30 * 24 * 3600
+
+#: A larger file is not one this module wrote: a signature line is about 100
+#: bytes, so this allows several hundred thousand distributions.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+#: A temporary file this old was left by a writer that was killed: a write
+#: takes milliseconds.
+ABANDONED_AFTER_SECONDS = 3600
+
+#: The names of cache files and of their temporary files, and nothing else.
+_OWN_FILE = re.compile(r"entry-points-[0-9a-f]{8}\.json(\.[0-9]+-[0-9]+\.tmp)?")
 
 #: Rows are lists of strings; their meaning belongs to the caller.
 Rows = list[list[str]]
@@ -139,25 +151,24 @@ def cache_directory() -> str | None:
     :raises SettingError: ``BGSERVICE_DISCOVERY_CACHE`` is not on or off, or
         ``BGSERVICE_CACHE_DIR`` is blank or relative.
     """
-    switch = os.environ.get(SWITCH_VARIABLE)
-    if switch is not None:
-        enabled = _SWITCH_VALUES.get(switch.strip().lower())
-        if enabled is None:
-            raise SettingError(SWITCH_VARIABLE, switch, "on or off (default: on)")
-        if not enabled:
-            return None
+    # Both settings are checked even when the cache is off, so that a mistake
+    # shows at once rather than on the day the cache is switched back on.
+    switch = os.environ.get(SWITCH_VARIABLE, "on")
+    enabled = _SWITCH_VALUES.get(switch.strip().lower())
+    if enabled is None:
+        raise SettingError(SWITCH_VARIABLE, switch, "on or off (default: on)")
 
     chosen = os.environ.get(CACHE_DIR_VARIABLE)
-    if chosen is None:
-        return _user_cache_directory()
-    if not chosen.strip() or not os.path.isabs(chosen):
+    if chosen is not None and (not chosen.strip() or not os.path.isabs(chosen)):
         raise SettingError(
             CACHE_DIR_VARIABLE,
             chosen,
             "an absolute path to a folder, or leave it unset for the user's cache "
             "folder",
         )
-    return chosen
+    if not enabled:
+        return None
+    return chosen if chosen is not None else _user_cache_directory()
 
 
 def _user_cache_directory() -> str | None:
@@ -269,15 +280,12 @@ def _read(
     location: str, group: str, search_path: list[str], width: int
 ) -> tuple[str, Rows] | None:
     """Return the signature and rows of a cache file made for this search path."""
-    try:
-        with open(location, "rb") as file:
-            if not _owned_by_us(file.fileno()):
-                logger.debug("ignoring %s: another user owns it", location)
-                return None
-            cached = json.load(file)
-    except FileNotFoundError:
+    text = _read_own_file(location)
+    if text is None:
         return None
-    except (OSError, ValueError) as err:
+    try:
+        cached = json.loads(text)
+    except (ValueError, RecursionError) as err:  # deep nesting raises the latter
         logger.debug("ignoring the discovery cache %s: %s", location, err)
         return None
 
@@ -292,6 +300,41 @@ def _read(
     return signature, rows
 
 
+def _read_own_file(location: str) -> bytes | None:
+    """Return the bytes of a regular file of ours at ``location``, or None.
+
+    Opened without following a link and without waiting, then checked: a pipe,
+    a device or a link someone put in the cache folder could otherwise block
+    discovery or feed it without end.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        descriptor = os.open(location, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        logger.debug("ignoring the discovery cache %s: %s", location, err)
+        return None
+
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_FILE_BYTES:
+            logger.debug("ignoring %s: not a cache file of a sane size", location)
+            return None
+        if hasattr(os, "getuid") and status.st_uid != os.getuid():
+            # A cache in a shared folder must not let another user choose
+            # what this process imports.
+            logger.debug("ignoring %s: another user owns it", location)
+            return None
+        with os.fdopen(descriptor, "rb", closefd=False) as file:
+            return file.read()
+    except OSError as err:
+        logger.debug("ignoring the discovery cache %s: %s", location, err)
+        return None
+    finally:
+        os.close(descriptor)
+
+
 def _valid_rows(rows: object, width: int) -> TypeGuard[Rows]:
     return isinstance(rows, list) and all(
         isinstance(row, list)
@@ -299,13 +342,6 @@ def _valid_rows(rows: object, width: int) -> TypeGuard[Rows]:
         and all(isinstance(cell, str) for cell in row)
         for row in rows
     )
-
-
-def _owned_by_us(descriptor: int) -> bool:
-    # A cache in a shared folder must not let another user choose what we import.
-    if not hasattr(os, "getuid"):
-        return True
-    return os.fstat(descriptor).st_uid == os.getuid()
 
 
 def _write(
@@ -347,18 +383,29 @@ def _write(
 
 
 def _prune(directory: str) -> None:
-    """Delete the cache files nobody has written for a month."""
-    oldest_kept = time.time() - PRUNE_AFTER_SECONDS
+    """Delete the cache files nobody has written for a month, and abandoned ones."""
+    now = time.time()
     try:
         with os.scandir(directory) as children:
-            stale = [
-                child.path
-                for child in children
-                if child.name.startswith("entry-points-")
-                and child.stat(follow_symlinks=False).st_mtime < oldest_kept
+            candidates = [
+                child for child in children if _OWN_FILE.fullmatch(child.name)
             ]
-        for path in stale:
-            os.unlink(path)
     except OSError as err:
-        # Another process may be pruning too; whatever is left waits a while.
         logger.debug("could not prune the discovery cache in %s: %s", directory, err)
+        return
+
+    for child in candidates:
+        limit = PRUNE_AFTER_SECONDS
+        if child.name.endswith(".tmp"):
+            limit = ABANDONED_AFTER_SECONDS
+        try:
+            status = child.stat(follow_symlinks=False)
+            if (
+                stat.S_ISREG(status.st_mode)
+                and (not hasattr(os, "getuid") or status.st_uid == os.getuid())
+                and status.st_mtime < now - limit
+            ):
+                os.unlink(child.path)
+        except OSError as err:
+            # Another process may be pruning too; the next write tries again.
+            logger.debug("could not prune %s: %s", child.path, err)

@@ -459,12 +459,16 @@ def test_list_reports_a_malformed_switch_without_a_traceback() -> None:
     assert completed.stdout == ""
 
 
+@pytest.mark.parametrize("switch", [None, "off"], ids=["cache on", "cache off"])
 @pytest.mark.parametrize("value", ["relative/cache", "", "   "])
 def test_a_cache_folder_must_be_absolute(
-    value: str, monkeypatch: pytest.MonkeyPatch
+    value: str, switch: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A blank or relative BGSERVICE_CACHE_DIR raises a SettingError."""
-    monkeypatch.delenv(SWITCH, raising=False)
+    """A blank or relative BGSERVICE_CACHE_DIR is an error, even with the cache off."""
+    if switch is None:
+        monkeypatch.delenv(SWITCH, raising=False)
+    else:
+        monkeypatch.setenv(SWITCH, switch)
     monkeypatch.setenv(CACHE_DIR, value)
 
     with pytest.raises(SettingError) as caught:
@@ -560,6 +564,19 @@ def _poison_and_give_away(location: Path) -> None:
     os.chown(location, 65534, 65534)
 
 
+def _nest_deeply(location: Path) -> None:
+    # The JSON decoder recurses: this raises RecursionError, not ValueError.
+    location.write_text("[" * 100_000)
+
+
+def _link_to_a_doctored_copy(location: Path) -> None:
+    # A link is never followed: whoever could place it chose its target.
+    _poison()(location)
+    target = location.with_name("doctored.txt")
+    location.rename(target)
+    location.symlink_to(target)
+
+
 def _widen_rows(location: Path) -> None:
     def change(content: Content) -> None:
         poison(content)
@@ -592,6 +609,8 @@ def _number_in_rows(location: Path) -> None:
         pytest.param(_number_in_rows, id="a number in the rows"),
         pytest.param(_poison(rows={"alpha": "alpha_backend"}), id="rows not a list"),
         pytest.param(_poison_and_give_away, id="another user's file"),
+        pytest.param(_nest_deeply, id="deeply nested JSON"),
+        pytest.param(_link_to_a_doctored_copy, id="a link to a doctored copy"),
     ],
 )
 def test_an_unusable_cache_file_is_ignored_and_replaced(
@@ -635,6 +654,51 @@ def test_a_folder_in_place_of_the_cache_file_only_costs_time(
     assert seen() == ALPHA
     assert seen() == ALPHA
     assert sorted(cache_dir.iterdir()) == [location]
+
+
+def test_a_cache_file_of_insane_size_is_ignored(
+    settled_site: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache file above the size limit is not read, however it was made."""
+    location = write_cache(cache_dir)
+    edit_cache(location, poison)
+    monkeypatch.setattr(_discovery_cache, "MAX_FILE_BYTES", 16)
+
+    assert seen() == ALPHA
+
+
+FIFO_PROBE = textwrap.dedent(
+    """
+    from bgservice_core._discovery import installed_entries
+    print(sorted(entry.name for entry in installed_entries()))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_in_place_of_the_cache_file_does_not_block(
+    settled_site: Path, cache_dir: Path
+) -> None:
+    """A named pipe where the cache file belongs is skipped at once, then replaced."""
+
+    def list_in_a_child() -> str:
+        # In a child with a deadline: reading a pipe nobody writes would block.
+        completed = subprocess.run(
+            [sys.executable, "-P", "-c", FIFO_PROBE],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return completed.stdout
+
+    list_in_a_child()
+    [location] = cache_files(cache_dir)  # the child's own search path names it
+    location.unlink()
+    os.mkfifo(location)
+
+    assert "'alpha'" in list_in_a_child()
+    assert location.is_file()
 
 
 class PhantomFinder:
@@ -687,22 +751,36 @@ _DAY = 24 * 3600
 def test_cache_files_unused_for_a_month_are_pruned(
     settled_site: Path, cache_dir: Path
 ) -> None:
-    """Writing a cache file deletes those older than 30 days, only those."""
+    """A write deletes month-old cache files and hour-old temporary ones, only ours."""
     cache_dir.mkdir()
     ages = {
-        "entry-points-00000031.json": 31,
-        "entry-points-00000029.json": 29,
-        "not-a-cache-file.txt": 40,
+        "entry-points-00000031.json": 31 * _DAY,
+        "entry-points-00000029.json": 29 * _DAY,
+        "not-a-cache-file.txt": 40 * _DAY,
+        "entry-points-design-notes.md": 40 * _DAY,
+        "entry-points-0000abcd.json.12-34.tmp": 2 * 3600,
+        "entry-points-0000abcd.json.56-78.tmp": 600,
     }
-    for name, days in ages.items():
+    # A folder under a cache file's name is not ours to delete, and must not
+    # stop the others from being pruned.
+    (cache_dir / "entry-points-0000dead.json").mkdir()
+    for name in ages:
         (cache_dir / name).write_text("{}")
-        when = time.time() - days * _DAY
+    for name, seconds in [*ages.items(), ("entry-points-0000dead.json", 40 * _DAY)]:
+        when = time.time() - seconds
         os.utime(cache_dir / name, (when, when))
 
     written = write_cache(cache_dir)
 
     assert sorted(path.name for path in cache_dir.iterdir()) == sorted(
-        [written.name, "entry-points-00000029.json", "not-a-cache-file.txt"]
+        [
+            written.name,
+            "entry-points-00000029.json",
+            "not-a-cache-file.txt",
+            "entry-points-design-notes.md",
+            "entry-points-0000abcd.json.56-78.tmp",
+            "entry-points-0000dead.json",
+        ]
     )
 
 
