@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.cases import Bench, progress
-from benchmarks.harness import Command, Summary, base_environment
+from benchmarks.harness import Command, Summary
 from benchmarks.rows import Row, milliseconds, not_measured, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def _credit_gate_rows(bench: Bench, kind: str, server: str | None) -> list[Row]:
         )
         (summary,) = bench.spawner.measure(
             [command],
-            base_environment(None),
+            bench.environment(),
             repeats=bench.settings.ledger_repeats,
             warmup=0,
         )
