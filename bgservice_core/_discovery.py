@@ -277,14 +277,13 @@ def _scan_installed() -> tuple[list[InstalledEntryPoint], list[list[str]] | None
     rows: list[list[str]] | None = []
     for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
         distribution = entry_point.dist
-        found.append(
-            InstalledEntryPoint(
-                entry_point.name,
-                entry_point.value,
-                _NO_METADATA if distribution is None else distribution,
-            )
-        )
         folder = _metadata_folder(distribution)
+        # Read as a cached answer reads it, so that both report the same.
+        metadata: MetadataFiles = _NO_METADATA if distribution is None else distribution
+        if folder is not None:
+            metadata = MetadataFolder(folder)
+        found.append(InstalledEntryPoint(entry_point.name, entry_point.value, metadata))
+
         if folder is None or rows is None:
             rows = None  # the cache could not find this one's metadata again
         else:
@@ -328,7 +327,8 @@ class MetadataFolder:
         """
         path = os.path.join(self.folder, filename) if filename else self.folder
         try:
-            with open(path, encoding="utf-8") as file:
+            # Metadata is UTF-8; a stray byte costs a character, not the listing.
+            with open(path, encoding="utf-8", errors="replace") as file:
                 return file.read()
         except (
             FileNotFoundError,
@@ -357,12 +357,16 @@ def identity_fields(distribution: MetadataFiles) -> dict[str, str]:
     importing that parser costs more than the rest of an ``open``, and parsing
     every long description is most of the cost of listing hundreds of backends.
     """
-    text = (
-        distribution.read_text("METADATA")
-        or distribution.read_text("PKG-INFO")
-        or distribution.read_text("")  # an old egg-info file is its own metadata
-        or ""
-    )
+    try:
+        text = (
+            distribution.read_text("METADATA")
+            or distribution.read_text("PKG-INFO")
+            or distribution.read_text("")  # an old egg-info file is its own metadata
+            or ""
+        )
+    except UnicodeDecodeError:
+        # importlib-metadata reads strictly; a broken file names no one.
+        text = ""
     fields: dict[str, str] = {}
     for line in text.splitlines():
         if not line:

@@ -12,7 +12,9 @@ with a *signature* of everything it was read from:
 - every distribution's metadata folder, which changes when a file in it is
   added, removed or replaced, and
 - every ``entry_points.txt``, which catches an edit in place, such as
-  setuptools rewriting the ``.egg-info`` of a legacy editable install.
+  setuptools rewriting the ``.egg-info`` of a legacy editable install, and
+- the metadata file of a distribution whose folder does not carry its name (an
+  egg's ``EGG-INFO``), since that file then names it.
 
 What is cached is where each entry point of the group is declared: its name,
 its value and its distribution's folder. The distribution's name, version and
@@ -123,8 +125,10 @@ def cached_scan(
     :raises SettingError: a cache setting in the environment is malformed.
     """
     directory = cache_directory()
+    if directory is None:
+        return scan()[0]
     search_path = _search_path()
-    if directory is None or search_path is None or _other_finders():
+    if search_path is None or _other_finders():
         return scan()[0]
 
     location = os.path.join(directory, _file_name(group, search_path))
@@ -190,11 +194,19 @@ def _user_cache_directory() -> str | None:
 
 
 def _search_path() -> list[str] | None:
-    # importlib-metadata searches sys.path as it is, with "" meaning the current
-    # folder; absolute paths keep two working folders' answers apart.
+    """Return sys.path with relative entries joined to the working folder.
+
+    importlib-metadata searches each entry as it is, "" meaning the working
+    folder, so two working folders must not share an answer. The entries are
+    not tidied up: "link/.." is not where the text without it points.
+    """
     if not all(isinstance(entry, str) for entry in sys.path):
         return None
-    return [os.path.abspath(entry or ".") for entry in sys.path]
+    try:
+        working_folder = os.getcwd()
+    except OSError:
+        return None  # it was deleted: relative entries name nothing stable
+    return [os.path.join(working_folder, entry) for entry in sys.path]
 
 
 def _other_finders() -> bool:
@@ -254,10 +266,19 @@ def _distribution_lines(child: os.DirEntry[str]) -> list[tuple[str, int]]:
     # may also be rewritten in place, which only its own times show.
     described, newest = _describe(child.path)
     lines = [(f"{child.name}\t{described}", newest)]
-    if described.startswith("d"):
-        path = os.path.join(child.path, "entry_points.txt")
-        described, newest = _describe(path)
-        lines.append((f"{child.name}/entry_points.txt\t{described}", newest))
+    if not described.startswith("d"):
+        return lines
+
+    watched = ["entry_points.txt"]
+    if not child.name.endswith((".dist-info", ".egg-info")):
+        # importlib-metadata takes a distribution's name from a folder named
+        # "name-version.dist-info", but from the metadata itself for any other
+        # name ("EGG-INFO" in an egg); it tells which copy of a distribution
+        # counts, so then an edit of the metadata in place matters too.
+        watched += ["METADATA", "PKG-INFO"]
+    for filename in watched:
+        described, newest = _describe(os.path.join(child.path, filename))
+        lines.append((f"{child.name}/{filename}\t{described}", newest))
     return lines
 
 

@@ -281,3 +281,17 @@ def test_load_refuses_an_in_process_registration() -> None:
 def discover_backends_flat() -> list[bgservice_core.BackendEntry]:
     """Every entry discover_backends() reports, conflicts included."""
     return [entry for entries in discover_backends().values() for entry in entries]
+
+
+def test_metadata_that_is_not_utf8_costs_a_character(site_dir: Path) -> None:
+    """A METADATA file with a stray Latin-1 byte is listed, not a traceback."""
+    dist_info = install_distribution(
+        site_dir, "latin-dist", entry_points={"latin": "latin_backend"}
+    )
+    metadata = dist_info / "METADATA"
+    metadata.write_bytes(metadata.read_bytes() + "Summary: café\n".encode("latin-1"))
+
+    [entry] = discover_backends()["latin"]
+
+    assert (entry.distribution, entry.version) == ("latin-dist", "1.0")
+    assert entry.summary == "caf\N{REPLACEMENT CHARACTER}"

@@ -144,6 +144,22 @@ def _lay_out_site(site: Path) -> Path:
     (egg_info / "entry_points.txt").write_text(entry_points)
     module = textwrap.dedent(WELL_BEHAVED_MODULE)
     (legacy / "legacy_backend.py").write_text(module)
+
+    # For a chassis that finds its plugins from its own folder through a link:
+    # "linked/opt/bin/../plugins" is linked/real/plugins, not linked/opt/plugins.
+    (site / "linked" / "real" / "bin").mkdir(parents=True)
+    (site / "linked" / "real" / "plugins").mkdir()
+    (site / "linked" / "opt").mkdir()
+    (site / "linked" / "opt" / "bin").symlink_to(site / "linked" / "real" / "bin")
+
+    # An egg claiming alpha's distribution name, which hides alpha while it
+    # comes first on sys.path: its name is read from its PKG-INFO.
+    egg_info = site / "eggs" / "cachetest_alpha-0.9.egg" / "EGG-INFO"
+    egg_info.mkdir(parents=True)
+    (egg_info / "PKG-INFO").write_text(
+        "Metadata-Version: 1.1\nName: cachetest-alpha\nVersion: 0.9\n"
+    )
+    (egg_info / "entry_points.txt").write_text(f"[{GROUP}]\neggy = eggy_backend\n")
     return site
 
 
@@ -392,6 +408,61 @@ def test_a_missing_path_entry_that_appears_is_seen(
     install_distribution(later, "cachetest-beta", entry_points={"beta": "beta_mod"})
 
     assert seen() == {**ALPHA, "beta": ("cachetest-beta", "1.0", "beta_mod")}
+
+
+def test_a_path_entry_through_a_link_and_up_is_seen(
+    settled_site: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry "link/../plugins" is checked where it leads, not where it reads."""
+    linked = settled_site / "linked"
+    monkeypatch.syspath_prepend(str(linked / "opt" / "bin" / ".." / "plugins"))
+    write_cache(cache_dir)
+
+    install_distribution(
+        linked / "real" / "plugins", "cachetest-beta", entry_points={"beta": "m"}
+    )
+
+    assert seen() == {**ALPHA, "beta": ("cachetest-beta", "1.0", "m")}
+
+
+def test_an_egg_renamed_in_its_pkg_info_is_seen(
+    settled_site: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An egg's name comes from its PKG-INFO: renaming it there stops a shadowing."""
+    egg = settled_site / "eggs" / "cachetest_alpha-0.9.egg"
+    monkeypatch.syspath_prepend(str(egg))
+    location = write_cache(cache_dir)
+    assert seen() == {"eggy": ("cachetest-alpha", "0.9", "eggy_backend")}
+    cached_names = [row[0] for row in json.loads(location.read_text())["rows"]]
+    assert "eggy" in cached_names
+    assert "alpha" not in cached_names
+
+    pkg_info = egg / "EGG-INFO" / "PKG-INFO"
+    with pkg_info.open("r+") as file:  # in place: the folder does not change
+        renamed = file.read().replace("cachetest-alpha", "cachetest-eggyy")
+        file.seek(0)
+        file.write(renamed)
+
+    assert seen() == {**ALPHA, "eggy": ("cachetest-eggyy", "0.9", "eggy_backend")}
+
+
+def test_a_deleted_working_folder_costs_the_cache_only(
+    settled_site: Path,
+    cache_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With "" on sys.path and the working folder gone, discovery still answers."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    monkeypatch.syspath_prepend("")
+
+    for switch in ("on", "off"):
+        monkeypatch.setenv(SWITCH, switch)
+        assert seen() == ALPHA
+    assert cache_files(cache_dir) == []
 
 
 def test_a_fresh_layout_is_not_cached(site_dir: Path, cache_dir: Path) -> None:
