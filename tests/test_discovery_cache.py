@@ -203,6 +203,12 @@ def rewrite_in_place(path: Path, old: str, new: str) -> None:
         file.write(text.replace(old, new))
 
 
+def uninstall_alpha(site: Path) -> None:
+    """Remove alpha 1.0 from ``site`` as pip does: its metadata and its module."""
+    shutil.rmtree(site / "cachetest_alpha-1.0.dist-info")
+    (site / "alpha_backend.py").unlink()
+
+
 def edit_cache(location: Path, change: Callable[[Content], object]) -> None:
     """Apply ``change`` to a cache file's JSON content and write it back."""
     content = json.loads(location.read_text())
@@ -269,8 +275,7 @@ def test_an_uninstall_is_seen_by_the_next_call(
     """A backend removed after the cache was written is unknown next call."""
     write_cache(cache_dir)
 
-    shutil.rmtree(settled_site / "cachetest_alpha-1.0.dist-info")
-    (settled_site / "alpha_backend.py").unlink()
+    uninstall_alpha(settled_site)
 
     assert "alpha" not in discover_backends()
     with pytest.raises(UnknownBackendError) as caught:
@@ -285,8 +290,7 @@ def test_an_upgrade_is_seen_by_the_next_call(
     """Replacing 1.0 by a 2.0 pointing elsewhere, as pip does, is seen."""
     write_cache(cache_dir)
 
-    shutil.rmtree(settled_site / "cachetest_alpha-1.0.dist-info")
-    (settled_site / "alpha_backend.py").unlink()
+    uninstall_alpha(settled_site)
     install_distribution(
         settled_site,
         "cachetest-alpha",
