@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 import bgservice_core
 from bgservice_core import _discovery
-from tests.distributions import install_distribution
+from tests.distributions import first_on_path, install_distribution
 
 __all__ = ["install_distribution"]
 
@@ -59,17 +58,8 @@ def site_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """
     site = tmp_path / "site-packages"
     site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    inherited = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [str(site), inherited]))
-    )
-    before = set(sys.modules)
-    yield site
-    for name in set(sys.modules) - before:
-        module_file = getattr(sys.modules[name], "__file__", None) or ""
-        if module_file.startswith(str(site)):
-            del sys.modules[name]
+    with first_on_path(site, monkeypatch):
+        yield site
 
 
 @pytest.fixture(autouse=True)

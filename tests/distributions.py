@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import os
+import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import pytest
 
 GROUP = "bgservice.backends"
 
@@ -32,6 +37,27 @@ class QuietService:
 def bgservice_build_service(config):
     return QuietService(config)
 """
+
+
+@contextlib.contextmanager
+def first_on_path(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Put ``site`` first on ``sys.path`` and on ``PYTHONPATH`` for a test.
+
+    Modules imported from it are forgotten afterwards, so that a later test may
+    install a module of the same name with other contents.
+    """
+    monkeypatch.syspath_prepend(str(site))
+    inherited = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(site), inherited]))
+    )
+
+    before = set(sys.modules)
+    yield site
+    for name in set(sys.modules) - before:
+        module_file = getattr(sys.modules[name], "__file__", None) or ""
+        if module_file.startswith(str(site)):
+            del sys.modules[name]
 
 
 def install_distribution(

@@ -38,7 +38,12 @@ from bgservice_core import (
     discover_backends,
 )
 from bgservice_core._discovery import installed_entries
-from tests.distributions import GROUP, WELL_BEHAVED_MODULE, install_distribution
+from tests.distributions import (
+    GROUP,
+    WELL_BEHAVED_MODULE,
+    first_on_path,
+    install_distribution,
+)
 from tests.settling import wait_until_settled
 
 CACHE_DIR = _discovery_cache.CACHE_DIR_VARIABLE
@@ -110,20 +115,10 @@ def settled_site(
     else:  # a test run again, as by a rerun plugin, waits on its own
         site = _lay_out_site(tmp_path / "site")
         wait_until_settled(site)
-    monkeypatch.syspath_prepend(str(site))
-    inherited = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [str(site), inherited]))
-    )
-    # The rest of sys.path counts too; it is normally long settled.
-    wait_until_settled(search_path=sys.path)
-
-    before = set(sys.modules)
-    yield site
-    for name in set(sys.modules) - before:
-        module_file = getattr(sys.modules[name], "__file__", None) or ""
-        if module_file.startswith(str(site)):
-            del sys.modules[name]
+    with first_on_path(site, monkeypatch):
+        # The rest of sys.path counts too; it is normally long settled.
+        wait_until_settled(search_path=sys.path)
+        yield site
 
 
 def _lay_out_site(site: Path) -> Path:
