@@ -6,9 +6,9 @@ there, and the answer changes only when something is installed, removed or
 edited. So the answer is kept in a small JSON file per ``sys.path``, together
 with a *signature* of everything it was read from:
 
-- each ``sys.path`` entry itself, which changes when a distribution's metadata
-  folder is added, removed or renamed there (an install, an uninstall, an
-  upgrade),
+- the names of the metadata folders in each ``sys.path`` folder, which change
+  when one is added, removed or renamed there (an install, an uninstall, an
+  upgrade); other files coming and going there do not count,
 - every distribution's metadata folder, which changes when a file in it is
   added, removed or replaced, and
 - every ``entry_points.txt``, which catches an edit in place, such as
@@ -22,7 +22,8 @@ summary are read from that folder when they are asked for, so they are never
 stale either.
 
 Each item contributes its inode, size, and change and modification times, so
-the signature costs one ``stat`` per item and reads no file. Every use
+the signature costs one ``stat`` per item and one listing per ``sys.path``
+folder, and reads no file. Every use
 recomputes it, and a cached answer is used only when it is unchanged; so the
 call right after a change always sees the change.
 
@@ -143,7 +144,11 @@ def cached_scan(
     if rows is None:
         logger.debug("not caching %s: its metadata cannot be located", group)
     elif newest >= time.time_ns() - int(SETTLE_SECONDS * 1e9):
-        logger.debug("not caching %s: the metadata changed moments ago", group)
+        logger.debug(
+            "not caching %s: the metadata changed moments ago, or carries a time "
+            "in the future",
+            group,
+        )
     else:
         _write(directory, location, group, search_path, signature, rows)
     return answer
@@ -160,7 +165,11 @@ def cache_directory() -> str | None:
     switch = os.environ.get(SWITCH_VARIABLE, "on")
     enabled = _SWITCH_VALUES.get(switch.strip().lower())
     if enabled is None:
-        raise SettingError(SWITCH_VARIABLE, switch, "on or off (default: on)")
+        raise SettingError(
+            SWITCH_VARIABLE,
+            switch,
+            "on or off (or true/false, yes/no, 1/0), or leave it unset for on",
+        )
 
     chosen = os.environ.get(CACHE_DIR_VARIABLE)
     if chosen is not None and (not chosen.strip() or not os.path.isabs(chosen)):
@@ -184,13 +193,13 @@ def _user_cache_directory() -> str | None:
     chosen = os.environ.get("XDG_CACHE_HOME", "")
     if os.path.isabs(chosen):  # the XDG rule: a relative value is ignored
         return os.path.join(chosen, "bgservice")
+    # An empty HOME would expand "~" to "/", and a relative one is no home.
+    home = os.path.expanduser("~")
+    if os.environ.get("HOME") == "" or not os.path.isabs(home):
+        return None
     if sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Caches")
-    else:
-        base = os.path.expanduser("~/.cache")
-    if not os.path.isabs(base):
-        return None  # no home folder to expand ~ into
-    return os.path.join(base, "bgservice")
+        return os.path.join(home, "Library", "Caches", "bgservice")
+    return os.path.join(home, ".cache", "bgservice")
 
 
 def _search_path() -> list[str] | None:
@@ -236,28 +245,52 @@ def _signature(search_path: Sequence[str]) -> tuple[str, int]:
     lines: list[str] = []
     newest = 0
     for entry in search_path:
-        described, entry_newest = _describe(entry)
-        lines.append(f"{entry}\t{described}")
-        newest = max(newest, entry_newest)
-        if not described.startswith("d"):
-            continue  # a zip file or nothing: its own description covers it
-
-        # An ".egg" folder on sys.path keeps its metadata in "EGG-INFO".
-        inside_egg = entry.lower().endswith(".egg")
         try:
-            children = os.scandir(entry)
+            status = os.stat(entry)
         except OSError:
+            lines.append(f"{entry}\t-")
             continue
-        with children:
-            for child in children:
-                lowered = child.name.lower()
-                if lowered.endswith((".dist-info", ".egg-info")) or (
-                    inside_egg and lowered == "egg-info"
-                ):
-                    for line, line_newest in _distribution_lines(child):
-                        lines.append(line)
-                        newest = max(newest, line_newest)
+        if not stat.S_ISDIR(status.st_mode):
+            # A zip file: its own description covers it.
+            described, entry_newest = _describe_status(status)
+            lines.append(f"{entry}\t{described}")
+            newest = max(newest, entry_newest)
+            continue
+
+        # A folder counts by the metadata folders it holds, not by its own
+        # times: a log or a database journal coming and going in a working
+        # folder on sys.path changes nothing that is installed.
+        lines.append(f"{entry}\td\t{status.st_ino}")
+        metadata_folders = _metadata_folders(entry)
+        if metadata_folders is None:
+            lines.append(f"{entry}\tunreadable")
+            continue
+        for child in metadata_folders:
+            for line, line_newest in _distribution_lines(child):
+                lines.append(line)
+                newest = max(newest, line_newest)
     return "\n".join(lines), newest
+
+
+def _metadata_folders(entry: str) -> list[os.DirEntry[str]] | None:
+    """Return the children of ``entry`` that importlib-metadata reads, by name.
+
+    Those are the ``.dist-info`` and ``.egg-info`` folders, and the
+    ``EGG-INFO`` of an ``.egg`` folder on sys.path; None if it cannot be read.
+    """
+    inside_egg = entry.lower().endswith(".egg")
+    try:
+        with os.scandir(entry) as children:
+            found = [
+                child
+                for child in children
+                if child.name.lower().endswith((".dist-info", ".egg-info"))
+                or (inside_egg and child.name.lower() == "egg-info")
+            ]
+    except OSError:
+        return None
+    # Sorted, so that the order a filesystem lists names in never matters.
+    return sorted(found, key=lambda child: child.name)
 
 
 def _distribution_lines(child: os.DirEntry[str]) -> list[tuple[str, int]]:
@@ -287,6 +320,10 @@ def _describe(path: str) -> tuple[str, int]:
         status = os.stat(path)
     except OSError:
         return "-", 0
+    return _describe_status(status)
+
+
+def _describe_status(status: os.stat_result) -> tuple[str, int]:
     kind = "d" if stat.S_ISDIR(status.st_mode) else "f"
     # On POSIX the change time moves with any edit, even one that restores the
     # modification time; on Windows it is the creation time, hence both.
@@ -398,7 +435,20 @@ def _write(
                 os.unlink(temporary)
             raise
     except OSError as err:
-        logger.debug("not caching %s in %s: %s", group, directory, err)
+        # The default folder failing is ordinary (a read-only home in a
+        # container); a folder the user named should work, so say why not.
+        if directory == os.environ.get(CACHE_DIR_VARIABLE):
+            logger.warning(
+                "cannot write the discovery cache in %s=%s (%s): every call reads "
+                "the installed metadata; make it a folder you can write, or unset "
+                "%s",
+                CACHE_DIR_VARIABLE,
+                directory,
+                err,
+                CACHE_DIR_VARIABLE,
+            )
+        else:
+            logger.debug("not caching %s in %s: %s", group, directory, err)
         return
     _prune(directory)
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 import pluggy
 
+from bgservice_core import _discovery_cache
 from bgservice_core._contract import Config, Constructor, Service
 from bgservice_core._discovery import (
     NOP,
@@ -70,6 +71,8 @@ def open(names: str, config: Config) -> list[Service]:
     :param config: the chassis' configuration; each backend gets a copy with a
         logger named after it.
     :raises TypeError: ``names`` is not a string, e.g. a list.
+    :raises SettingError: ``BGSERVICE_DISCOVERY_CACHE`` or ``BGSERVICE_CACHE_DIR``
+        is malformed, checked even when the list is empty.
     :raises InvalidBackendListError: a name is listed twice.
     :raises UnknownBackendError: names that nothing provides (all of them).
     :raises BackendConflictError: two distributions provide one selected name.
@@ -87,6 +90,10 @@ def open_by_name(names: str, config: Config) -> dict[str, Service]:
             f"credit-gate', not {type(names).__name__} {reprlib.repr(names)}; "
             "join a list first: ', '.join(names)"
         )
+    # The discovery settings are checked even when nothing is selected, so
+    # that a mistake in them shows on the first boot, not on the day a
+    # backend is named.
+    _discovery_cache.cache_directory()
     selected = resolve_backends(parse_backend_names(names))
     constructors = [(entry.name, load_constructor(entry)) for entry in selected]
     return {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -393,6 +394,23 @@ def test_a_new_path_entry_is_seen_and_each_path_has_its_own_file(
     assert cache_files(cache_dir) == [location]
 
 
+def test_other_files_coming_and_going_on_the_path_keep_the_cache(
+    settled_site: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database journal made and removed in a path folder changes nothing."""
+    location = write_cache(cache_dir)
+    written = location.read_bytes()
+
+    journal = settled_site / "bgservice.db-journal"
+    journal.write_text("a transaction\n")
+    journal.unlink()
+    (settled_site / "app.log").write_text("a line\n")
+
+    refuse_scanning(monkeypatch)
+    assert seen() == ALPHA
+    assert location.read_bytes() == written
+
+
 def test_a_missing_path_entry_that_appears_is_seen(
     settled_site: Path,
     cache_dir: Path,
@@ -505,9 +523,23 @@ def test_a_malformed_switch_is_a_setting_error(
         discover_backends()
 
     assert str(caught.value) == (
-        "BGSERVICE_DISCOVERY_CACHE='maybe' is invalid: expected on or off (default: on)"
+        "BGSERVICE_DISCOVERY_CACHE='maybe' is invalid: expected on or off (or "
+        "true/false, yes/no, 1/0), or leave it unset for on"
     )
     assert (caught.value.variable, caught.value.value) == (SWITCH, "maybe")
+
+
+@pytest.mark.parametrize("names", ["", "nop", " , nop, "])
+def test_open_of_nothing_still_checks_the_settings(
+    names: str, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A malformed setting fails the first boot, even one that selects nothing."""
+    monkeypatch.setenv(SWITCH, "maybe")
+
+    with pytest.raises(SettingError) as caught:
+        bgservice_core.open(names, config)
+
+    assert caught.value.variable == SWITCH
 
 
 def test_list_reports_a_malformed_switch_without_a_traceback() -> None:
@@ -524,7 +556,7 @@ def test_list_reports_a_malformed_switch_without_a_traceback() -> None:
     assert completed.returncode == SettingError.exit_code != 0
     assert completed.stderr == (
         "Error: BGSERVICE_DISCOVERY_CACHE='maybe' is invalid: expected on or off "
-        "(default: on)\n"
+        "(or true/false, yes/no, 1/0), or leave it unset for on\n"
     )
     assert completed.stdout == ""
 
@@ -588,6 +620,20 @@ def test_a_relative_xdg_cache_home_is_ignored(
     monkeypatch.setenv("XDG_CACHE_HOME", xdg_cache_home)
 
     assert _discovery_cache.cache_directory() == "/home/ada/.cache/bgservice"
+
+
+@XDG_PLATFORMS_ONLY
+@pytest.mark.parametrize("home", ["", "relative/home"])
+def test_no_usable_home_folder_means_no_default_cache(
+    home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty or relative HOME gives no cache folder, not one under "/"."""
+    monkeypatch.delenv(CACHE_DIR, raising=False)
+    monkeypatch.delenv(SWITCH, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", home)
+
+    assert _discovery_cache.cache_directory() is None
 
 
 def test_the_default_folder_on_macos_follows_platformdirs(
@@ -701,16 +747,33 @@ def test_an_unusable_cache_file_is_ignored_and_replaced(
 
 @pytest.mark.parametrize("below", ["cache", ""], ids=["under a file", "a file"])
 def test_an_unwritable_cache_folder_only_costs_time(
-    below: str, settled_site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    below: str,
+    settled_site: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A file where the cache folder should be: no cache, and no error."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder\n")
-    monkeypatch.setenv(CACHE_DIR, str(blocker / below) if below else str(blocker))
+    folder = str(blocker / below) if below else str(blocker)
+    monkeypatch.setenv(CACHE_DIR, folder)
 
-    assert seen() == ALPHA
-    assert seen() == ALPHA
+    with caplog.at_level(logging.WARNING, logger=_discovery_cache.__name__):
+        assert seen() == ALPHA
+        assert seen() == ALPHA
     assert blocker.read_text() == "not a folder\n"
+
+    # The folder was chosen by the user, so its failure is said, with the fix.
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 2
+    assert warnings[0].startswith(
+        f"cannot write the discovery cache in BGSERVICE_CACHE_DIR={folder} ("
+    )
+    assert warnings[0].endswith(
+        "every call reads the installed metadata; make it a folder you can write, "
+        "or unset BGSERVICE_CACHE_DIR"
+    )
 
 
 def test_a_folder_in_place_of_the_cache_file_only_costs_time(

@@ -594,11 +594,12 @@ def malformed_discovery_setting(launcher: Launcher) -> int:
 
     codes = set()
     for (variable, value), expectation in expected.items():
-        with pytest.MonkeyPatch.context() as environment:
-            environment.setenv(variable, value)
-            chassis = launcher.run("alpha")
-        codes.add(chassis.finish())
-        assert f"{variable}={value!r} is invalid: {expectation}" in chassis.output
+        for backends in ("alpha", "nop"):  # named or not, the setting is checked
+            with pytest.MonkeyPatch.context() as environment:
+                environment.setenv(variable, value)
+                chassis = launcher.run(backends)
+            codes.add(chassis.finish())
+            assert f"{variable}={value!r} is invalid: {expectation}" in chassis.output
     assert launcher.recorded() == []
     assert len(codes) == 1
     return codes.pop()
