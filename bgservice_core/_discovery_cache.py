@@ -438,13 +438,16 @@ def _write(
         # The default folder failing is ordinary (a read-only home in a
         # container); a folder the user named should work, so say why not.
         if directory == os.environ.get(CACHE_DIR_VARIABLE):
+            problem = str(err)
+            if os.path.exists(directory) and not os.path.isdir(directory):
+                problem = "it is a file, not a folder"
             logger.warning(
-                "cannot write the discovery cache in %s=%s (%s): every call reads "
-                "the installed metadata; make it a folder you can write, or unset "
-                "%s",
+                "cannot write the discovery cache in %s=%s: %s; every call reads "
+                "the installed metadata until it can; point %s at a folder you "
+                "can write, or unset it",
                 CACHE_DIR_VARIABLE,
                 directory,
-                err,
+                problem,
                 CACHE_DIR_VARIABLE,
             )
         else:
