@@ -80,6 +80,13 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+@pytest.fixture
+def default_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither cache setting set: the cache is on, in the default folder."""
+    monkeypatch.delenv(CACHE_DIR, raising=False)
+    monkeypatch.delenv(SWITCH, raising=False)
+
+
 @pytest.fixture(scope="module")
 def settled_pool(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -593,11 +600,12 @@ def test_a_cache_folder_must_be_absolute(
     ],
 )
 def test_the_default_folder_follows_platformdirs(
-    home: str, xdg_cache_home: str | None, monkeypatch: pytest.MonkeyPatch
+    home: str,
+    xdg_cache_home: str | None,
+    default_settings: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Unset, the cache folder is platformdirs' user_cache_dir("bgservice")."""
-    monkeypatch.delenv(CACHE_DIR, raising=False)
-    monkeypatch.delenv(SWITCH, raising=False)
     monkeypatch.setenv("HOME", home)
     if xdg_cache_home is None:
         monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
@@ -611,11 +619,9 @@ def test_the_default_folder_follows_platformdirs(
 @XDG_PLATFORMS_ONLY
 @pytest.mark.parametrize("xdg_cache_home", ["relative/cache", "~/cache"])
 def test_a_relative_xdg_cache_home_is_ignored(
-    xdg_cache_home: str, monkeypatch: pytest.MonkeyPatch
+    xdg_cache_home: str, default_settings: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A relative XDG_CACHE_HOME is ignored, as the XDG spec says."""
-    monkeypatch.delenv(CACHE_DIR, raising=False)
-    monkeypatch.delenv(SWITCH, raising=False)
     monkeypatch.setenv("HOME", "/home/ada")
     monkeypatch.setenv("XDG_CACHE_HOME", xdg_cache_home)
 
@@ -625,11 +631,9 @@ def test_a_relative_xdg_cache_home_is_ignored(
 @XDG_PLATFORMS_ONLY
 @pytest.mark.parametrize("home", ["", "relative/home"])
 def test_no_usable_home_folder_means_no_default_cache(
-    home: str, monkeypatch: pytest.MonkeyPatch
+    home: str, default_settings: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An empty or relative HOME gives no cache folder, not one under "/"."""
-    monkeypatch.delenv(CACHE_DIR, raising=False)
-    monkeypatch.delenv(SWITCH, raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", home)
 
@@ -637,13 +641,12 @@ def test_no_usable_home_folder_means_no_default_cache(
 
 
 def test_the_default_folder_on_macos_follows_platformdirs(
+    default_settings: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """On macOS the folder is platformdirs' ~/Library/Caches/bgservice."""
     from platformdirs.macos import MacOS
 
-    monkeypatch.delenv(CACHE_DIR, raising=False)
-    monkeypatch.delenv(SWITCH, raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", "/Users/ada")
     expected = MacOS("bgservice", appauthor=False).user_cache_dir
