@@ -441,6 +441,8 @@ def _write(
             problem = str(err)
             if os.path.exists(directory) and not os.path.isdir(directory):
                 problem = "it is a file, not a folder"
+            elif os.path.isdir(location):
+                problem = f"a folder stands where its file belongs; delete {location}"
             logger.warning(
                 "cannot write the discovery cache in %s=%s: %s; every call reads "
                 "the installed metadata until it can; point %s at a folder you "

@@ -782,16 +782,24 @@ def test_an_unwritable_cache_folder_only_costs_time(
 
 
 def test_a_folder_in_place_of_the_cache_file_only_costs_time(
-    settled_site: Path, cache_dir: Path
+    settled_site: Path, cache_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A folder where the cache file belongs: no error, no temp file left."""
     location = write_cache(cache_dir)
     location.unlink()
     location.mkdir()
 
-    assert seen() == ALPHA
-    assert seen() == ALPHA
+    with caplog.at_level(logging.WARNING, logger=_discovery_cache.__name__):
+        assert seen() == ALPHA
+        assert seen() == ALPHA
     assert sorted(cache_dir.iterdir()) == [location]
+
+    # The warning names what is in the way, not the temporary file.
+    warning = caplog.records[0].getMessage()
+    assert warning.startswith(
+        f"cannot write the discovery cache in BGSERVICE_CACHE_DIR={cache_dir}: a "
+        f"folder stands where its file belongs; delete {location}; "
+    )
 
 
 def test_a_cache_file_of_insane_size_is_ignored(
